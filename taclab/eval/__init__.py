@@ -1,0 +1,1 @@
+"""Closed-loop rollouts, metrics, tables and plots."""

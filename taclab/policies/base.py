@@ -1,0 +1,94 @@
+"""The common policy interface and the registry that maps names to policy classes."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+POLICIES: dict[str, type[Policy]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a policy available as ``make_policy(name)`` and ``--policy name``."""
+
+    def deco(cls):
+        if name in POLICIES and POLICIES[name] is not cls:
+            raise ValueError(f"policy name {name!r} is already registered by {POLICIES[name].__name__}")
+        cls.name = name
+        POLICIES[name] = cls
+        return cls
+
+    return deco
+
+
+class Policy(ABC):
+    """A policy maps an observation to an action.
+
+    ``act`` receives the environment's observation and, optionally, its ``info`` dict. Only privileged
+    baselines (the oracle) read ``info``; learned policies must not. Checkpoints are folders: ``save(dir)``
+    writes ``policy.json`` (name and config) next to any weights, and ``load_policy(dir)`` rebuilds the policy
+    without the training config.
+    """
+
+    name: ClassVar[str] = ""
+    privileged: ClassVar[bool] = False
+
+    def reset(self) -> None:  # noqa: B027 - stateless policies need nothing
+        """Forget any per-episode state. Called at the start of every episode."""
+
+    @abstractmethod
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> np.ndarray: ...
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / "policy.json.tmp"
+        tmp.write_text(json.dumps({"policy": self.name, "config": self.config()}, indent=2))
+        tmp.replace(d / "policy.json")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Policy:
+        meta = _read_meta(directory)
+        if meta["policy"] != cls.name:
+            raise ValueError(f"{directory} holds a {meta['policy']!r} policy, not {cls.name!r}")
+        return cls(**meta["config"])
+
+
+def _read_meta(directory: str | Path) -> dict[str, Any]:
+    p = Path(directory) / "policy.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found: not a taclab policy checkpoint")
+    try:
+        meta = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p} is not valid JSON: {e}") from None
+    for key in ("policy", "config"):
+        if key not in meta:
+            raise ValueError(f"{p} lacks the key {key!r}")
+    return meta
+
+
+def make_policy(name: str, **kwargs) -> Policy:
+    from taclab import policies as _  # noqa: F401 - registers the built-in policies
+
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; allowed: {sorted(POLICIES)}")
+    return POLICIES[name](**kwargs)
+
+
+def load_policy(directory: str | Path) -> Policy:
+    """Load any registered policy from its checkpoint folder."""
+    from taclab import policies as _  # noqa: F401
+
+    meta = _read_meta(directory)
+    if meta["policy"] not in POLICIES:
+        raise ValueError(f"{directory}: unknown policy {meta['policy']!r}; allowed: {sorted(POLICIES)}")
+    return POLICIES[meta["policy"]].load(directory)

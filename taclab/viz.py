@@ -1,0 +1,106 @@
+"""Figures a person looks at: tactile sequences, the scene, success bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from taclab.utils import save_png
+
+
+def tactile_strip(tactile: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Tile a (T, 2, H, W, 3) tactile sequence into one image: a row per pad, a column per frame."""
+    t, p, h, w, _ = tactile.shape
+    out = np.full((p * h + (p - 1) * gap, t * w + (t - 1) * gap, 3), 255, np.uint8)
+    for i in range(t):
+        for k in range(p):
+            out[k * (h + gap) : k * (h + gap) + h, i * (w + gap) : i * (w + gap) + w] = tactile[i, k]
+    return out
+
+
+def tactile_figure(sequences: list[np.ndarray], titles: list[str], suptitle: str = ""):
+    """A matplotlib figure with one tactile strip per sequence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(sequences)
+    cols = 2 if n > 1 else 1
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, seq, title in zip(axes.flat, sequences, titles, strict=False):
+        ax.imshow(tactile_strip(seq))
+        ax.set_title(title, fontsize=9)
+    fig.text(0.01, 0.005, "columns: frames 0-3 (first contact -> end of press); rows: pad 0 (-y), pad 1 (+y)",
+             fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def render_examples(
+    out: str | Path,
+    shape: str = "square",
+    clearance_mm: float = 2.0,
+    magnitude_mm: float = 2.5,
+    rotation_deg: float = 4.5,
+    image_size: tuple[int, int] = (96, 96),
+) -> list[Path]:
+    """Save the scene after a collision and tactile sequences for errors of each sign along each axis."""
+    import matplotlib.pyplot as plt
+
+    from taclab.envs.peg_in_hole import PegInHoleEnv
+
+    out = Path(out)
+    env = PegInHoleEnv(shape=shape, clearance_mm=clearance_mm, image_size=image_size, sensor_noise=False)
+    m, r = magnitude_mm, rotation_deg
+    cases = [
+        ("+ex", (m, 0.0, 0.0)), ("-ex", (-m, 0.0, 0.0)),
+        ("+ey", (0.0, m, 0.0)), ("-ey", (0.0, -m, 0.0)),
+        ("+erz (with +ex)", (m, 0.0, r)), ("-erz (with +ex)", (m, 0.0, -r)),
+    ]
+    seqs, titles = [], []
+    paths = []
+    for i, (name, err) in enumerate(cases):
+        obs, info = env.reset(seed=0, options={"error": err})
+        seqs.append(obs["tactile"])
+        lab = info["label"]
+        titles.append(f"{name}: error {np.round(info['error'], 2).tolist()} -> label {np.round(lab, 2).tolist()}")
+        if i == 0:
+            paths.append(save_png(out / "scene.png", env.render_scene()))
+    fig = tactile_figure(seqs, titles, suptitle=f"{shape} peg, clearance {clearance_mm} mm")
+    paths.append(save_png(out / "tactile_sequences.png", fig))
+    plt.close(fig)
+    env.close()
+    return paths
+
+
+def success_bars(stats: dict[str, dict[str, float]], title: str, path: str | Path) -> Path:
+    """Bar chart of success rates: ``stats[group][policy] = success %``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(stats)
+    policies = list(next(iter(stats.values())))
+    x = np.arange(len(groups))
+    w = 0.8 / len(policies)
+    fig, ax = plt.subplots(figsize=(1.4 * len(groups) + 2, 3.2))
+    for j, p in enumerate(policies):
+        vals = [stats[g][p] for g in groups]
+        ax.bar(x + (j - (len(policies) - 1) / 2) * w, vals, w, label=p)
+    ax.set_xticks(x, groups)
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = save_png(path, fig)
+    plt.close(fig)
+    return p
