@@ -43,6 +43,9 @@ class SceneConfig(BaseModel):
     pad_width: float = Field(0.016, gt=0.002, description="gel pad extent along x (m)")
     pad_height: float = Field(0.016, gt=0.002, description="gel pad extent along z (m)")
     pad_thickness: float = Field(0.003, gt=0.0005, description="gel pad thickness (m)")
+    gel_shear_modulus: float = Field(
+        1.0e5, gt=0, description="shear modulus of the gel (Pa); with pad_thickness it sets the marker shear"
+    )
     gel_layer: float = Field(
         0.0002,
         ge=0,

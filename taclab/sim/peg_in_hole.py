@@ -81,13 +81,6 @@ class PegInHoleSim:
         self._pad_geoms = np.array(scene.pad_geoms)
         self.nominal_grasp = self._settle_grasp()
         self.grasp = self._copy_grasp(self.nominal_grasp)
-        # taxel points in the pad body frame (x, y on the plate, z)
-        self._taxel_pts = []
-        for k, lay in enumerate(scene.taxels):
-            side = -1.0 if k == 0 else 1.0
-            xz = lay.local_xz.reshape(-1, 2)
-            y = np.full(len(xz), -side * cfg.gel_layer)
-            self._taxel_pts.append(np.stack([xz[:, 0], y, xz[:, 1]], axis=1))
 
     # ------------------------------------------------------------------ grasp
     @staticmethod
@@ -169,18 +162,14 @@ class PegInHoleSim:
         return np.array([ex - off[0], ey - off[1], yaw])
 
     # ------------------------------------------------------------------ sensing
-    def _peg_in_pad(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        d = self.data
-        b = self.scene.pad_bodies[k]
-        pr = d.xmat[b].reshape(3, 3)
-        gr = d.xmat[self.scene.peg_body].reshape(3, 3)
-        return pr.T @ gr, pr.T @ (d.xpos[self.scene.peg_body] - d.xpos[b])
-
-    def read_field(self, ref: list[tuple[np.ndarray, np.ndarray]] | None = None) -> TactileField:
+    def read_field(self) -> TactileField:
         """Evaluate the tactile sensors now: a field of shape (2 pads, R, C).
 
-        ``ref`` holds the peg's pose in each pad frame at the start of the attempt: the shear is the
-        tangential displacement of the peg's surface points under the taxels since then.
+        Depth and sliding speeds come from MuJoCo's ``tactile`` sensor. The contact forces between pad and
+        peg give the rest: the normal force is shared among the taxels in proportion to their depth, and the
+        gel's surface displacement (shear) is the elastic response of a gel layer of shear modulus
+        ``gel_shear_modulus`` and thickness ``pad_thickness`` to the traction of a rigid contact: a uniform
+        part from the tangential force and a rotation about the contact centroid from the in-plane torque.
         """
         m, d = self.model, self.data
         flag = int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
@@ -194,38 +183,62 @@ class PegInHoleSim:
         slip = np.empty((2, rows, cols, 2))
         shear = np.zeros((2, rows, cols, 2))
         force = np.zeros((2, rows, cols))
-        normal = self._pad_normal_forces()
+        loads = self._pad_loads()
+        cell = self.pitch[0] * self.pitch[1]
+        compliance = self.cfg.pad_thickness / self.cfg.gel_shear_modulus  # m per Pa of traction
         for k, lay in enumerate(self.scene.taxels):
             raw = d.sensordata[lay.sensor_adr : lay.sensor_adr + 3 * lay.n]
             depth[k] = raw[: lay.n][lay.order].reshape(rows, cols)
             slip[k, ..., 0] = raw[lay.n : 2 * lay.n][lay.order].reshape(rows, cols)
             slip[k, ..., 1] = raw[2 * lay.n :][lay.order].reshape(rows, cols)
             total = depth[k].sum()
-            if total > 0:
-                force[k] = normal[k] * depth[k] / total
-            if ref is not None:
-                r_now, p_now = self._peg_in_pad(k)
-                r0, p0 = ref[k]
-                pts = self._taxel_pts[k]
-                # a peg point now at pts was, at the start, at r0 @ r_now.T @ (pts - p_now) + p0
-                before = (pts - p_now) @ r_now @ r0.T + p0
-                disp = (pts - before).reshape(rows, cols, 3)
-                contact = depth[k] > 0
-                shear[k, ..., 0] = disp[..., 0] * contact
-                shear[k, ..., 1] = -disp[..., 2] * contact
+            if total <= 0:
+                continue
+            fn, ft, pos = loads[k]  # normal force (N), tangential forces on the gel (N, pad x/z), points
+            force[k] = fn * depth[k] / total
+            contact = depth[k] > 0
+            xz = lay.local_xz
+            area = contact.sum() * cell
+            c = xz[contact].mean(axis=0)
+            rel = xz - c
+            polar = float((rel[contact] ** 2).sum()) * cell
+            # in-plane torque of the contact forces about the contact centroid (about the pad normal)
+            torque = float(np.sum((pos[:, 0] - c[0]) * ft[:, 1] - (pos[:, 1] - c[1]) * ft[:, 0]))
+            ftot = ft.sum(axis=0)
+            ux = ftot[0] / area - torque * rel[..., 1] / polar
+            uz = ftot[1] / area + torque * rel[..., 0] / polar
+            shear[k, ..., 0] = compliance * ux * contact
+            shear[k, ..., 1] = -compliance * uz * contact  # rows run down the pad
         return TactileField(depth=depth, shear=shear, slip=slip, force=force, pitch=self.pitch)
 
-    def _pad_normal_forces(self) -> np.ndarray:
+    def _pad_loads(self) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """Per pad: total normal force (N), and per contact the tangential force the peg exerts on the gel
+        (N, in the pad's x and z axes) and the contact point (m, pad x and z)."""
         m, d = self.model, self.data
-        out = np.zeros(2)
+        out_fn = [0.0, 0.0]
+        ft = [[], []]
+        pts = [[], []]
         f = np.zeros(6)
         for i in range(d.ncon):
             c = d.contact[i]
             for k in range(2):
-                if self.scene.pad_geoms[k] in (c.geom1, c.geom2):
-                    mujoco.mj_contactForce(m, d, i, f)
-                    out[k] += f[0]
-        return out
+                g = self.scene.pad_geoms[k]
+                if g not in (c.geom1, c.geom2):
+                    continue
+                mujoco.mj_contactForce(m, d, i, f)
+                frame = c.frame.reshape(3, 3)
+                fw = frame.T @ f[:3]  # force of geom1 on geom2, world frame
+                on_gel = fw if c.geom2 == g else -fw
+                b = self.scene.pad_bodies[k]
+                r = d.xmat[b].reshape(3, 3)
+                local_f = r.T @ on_gel
+                local_p = r.T @ (c.pos - d.xpos[b])
+                out_fn[k] += f[0]
+                ft[k].append(local_f[[0, 2]])
+                pts[k].append(local_p[[0, 2]])
+        return [
+            (out_fn[k], np.array(ft[k]).reshape(-1, 2), np.array(pts[k]).reshape(-1, 2)) for k in range(2)
+        ]
 
     def peg_touches_block(self) -> bool:
         d = self.data
@@ -268,7 +281,6 @@ class PegInHoleSim:
         z0 = self._hand_start_z(grasp)
         v = cfg.descent_speed
         self._set_state(x, y, z0, yaw, grasp, vz=-v)
-        ref = [self._peg_in_pad(k) for k in range(2)]
         dt = m.opt.timestep
         a_z = self._a["hand_z"]
         target = z0
@@ -301,7 +313,7 @@ class PegInHoleSim:
                 pressed = contact_target - target
                 while next_frame < N_FRAMES and pressed >= cfg.press_depth * next_frame / (N_FRAMES - 1) - 1e-12:
                     if record:
-                        frames.append(self.read_field(ref))
+                        frames.append(self.read_field())
                     next_frame += 1
                 if next_frame == N_FRAMES and not blocked:
                     if contact_tip - tip < cfg.press_depth / 2:
@@ -319,7 +331,7 @@ class PegInHoleSim:
         if record and not success and not blocked:
             # the descent ran out while the peg was still sliding: the last frames describe the jam
             while len(frames) < N_FRAMES:
-                frames.append(self.read_field(ref))
+                frames.append(self.read_field())
             frames = frames[-N_FRAMES:]
         field = TactileField.stack(frames) if (record and not success) else None
         return AttemptResult(
