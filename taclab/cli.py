@@ -48,8 +48,9 @@ def render(
     """Save PNGs of the scene and of tactile sequences for errors of each sign."""
     from taclab.viz import render_examples
 
-    paths = render_examples(out, shape=shape, clearance_mm=clearance_mm, magnitude_mm=magnitude_mm,
-                            rotation_deg=rotation_deg)
+    paths = render_examples(
+        out, shape=shape, clearance_mm=clearance_mm, magnitude_mm=magnitude_mm, rotation_deg=rotation_deg
+    )
     for p in paths:
         typer.echo(str(p))
 

@@ -30,8 +30,12 @@ def run_demo(out: str | Path, episodes: int = 20, seed: int = 0, env_overrides: 
     t0 = time.perf_counter()
     total = len(DEMO_SHAPES) * len(DEMO_POLICIES) * episodes
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
     ) as bar:
         task = bar.add_task("episodes", total=total)
         for shape in DEMO_SHAPES:
@@ -61,7 +65,8 @@ def run_demo(out: str | Path, episodes: int = 20, seed: int = 0, env_overrides: 
 
     bars = success_bars(
         {s: {p: results[s][p]["success_rate"] for p in DEMO_POLICIES} for s in DEMO_SHAPES},
-        "scripted policies in taclab/PegInHole-v0", out / "success.png",
+        "scripted policies in taclab/PegInHole-v0",
+        out / "success.png",
     )
     pngs = render_examples(out / "examples")
     summary = {

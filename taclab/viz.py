@@ -35,8 +35,9 @@ def tactile_figure(sequences: list[np.ndarray], titles: list[str], suptitle: str
     for ax, seq, title in zip(axes.flat, sequences, titles, strict=False):
         ax.imshow(tactile_strip(seq))
         ax.set_title(title, fontsize=9)
-    fig.text(0.01, 0.005, "columns: frames 0-3 (first contact -> end of press); rows: pad 0 (-y), pad 1 (+y)",
-             fontsize=7)
+    fig.text(
+        0.01, 0.005, "columns: frames 0-3 (first contact -> end of press); rows: pad 0 (-y), pad 1 (+y)", fontsize=7
+    )
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
@@ -60,9 +61,12 @@ def render_examples(
     env = PegInHoleEnv(shape=shape, clearance_mm=clearance_mm, image_size=image_size, sensor_noise=False)
     m, r = magnitude_mm, rotation_deg
     cases = [
-        ("+ex", (m, 0.0, 0.0)), ("-ex", (-m, 0.0, 0.0)),
-        ("+ey", (0.0, m, 0.0)), ("-ey", (0.0, -m, 0.0)),
-        ("+erz (with +ex)", (m, 0.0, r)), ("-erz (with +ex)", (m, 0.0, -r)),
+        ("+ex", (m, 0.0, 0.0)),
+        ("-ex", (-m, 0.0, 0.0)),
+        ("+ey", (0.0, m, 0.0)),
+        ("-ey", (0.0, -m, 0.0)),
+        ("+erz (with +ex)", (m, 0.0, r)),
+        ("-erz (with +ex)", (m, 0.0, -r)),
     ]
     seqs, titles = [], []
     paths = []

@@ -9,6 +9,7 @@ terminates on an insertion and is truncated after ``max_attempts`` attempts.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -56,12 +57,8 @@ class PegInHoleConfig(BaseModel):
 
 
 def check_shape(shape: str) -> str:
-    if not isinstance(shape, str) or not (
-        shape in NAMED_SHAPES or shape == "custom" or shape.startswith("polygon:")
-    ):
-        raise ValueError(
-            f"unknown peg shape {shape!r}; allowed: {', '.join(NAMED_SHAPES)}, 'polygon:<n>' or 'custom'"
-        )
+    if not isinstance(shape, str) or not (shape in NAMED_SHAPES or shape == "custom" or shape.startswith("polygon:")):
+        raise ValueError(f"unknown peg shape {shape!r}; allowed: {', '.join(NAMED_SHAPES)}, 'polygon:<n>' or 'custom'")
     return shape
 
 
@@ -107,6 +104,11 @@ class PegInHoleEnv(gym.Env):
         self._last_obs: dict[str, np.ndarray] | None = None
         self._done = True
         self._mj_renderer = None
+        self.render_seconds = 0.0  # time spent rendering tactile images, for benchmarks
+
+    def touch_seconds(self) -> float:
+        """Seconds this env has spent on touch: sensor evaluation, fields and tactile images."""
+        return self.render_seconds + sum(s.touch_seconds for s in self._sims.values())
 
     # ------------------------------------------------------------------ helpers
     def _get_sim(self, shape: str, clearance_mm: float) -> PegInHoleSim:
@@ -134,7 +136,9 @@ class PegInHoleEnv(gym.Env):
 
     def _observe(self, field) -> dict[str, np.ndarray]:
         rng = self.np_random if self.config.sensor_noise else None
+        t0 = time.perf_counter()
         obs = {"tactile": self._renderer.render(field, rng=rng)}
+        self.render_seconds += time.perf_counter() - t0
         if self.config.raw_fields:
             obs.update(field.as_arrays())
         return obs

@@ -34,8 +34,12 @@ def run_episode(env: PegInHoleEnv, policy: Policy, seed: int, options: dict | No
         if terminated or truncated:
             break
     return EpisodeResult(
-        shape=info["shape"], clearance_mm=info["clearance_mm"], seed=seed, success=bool(info["is_success"]),
-        attempts=int(info["attempt"]), initial_error=[round(float(v), 4) for v in first],
+        shape=info["shape"],
+        clearance_mm=info["clearance_mm"],
+        seed=seed,
+        success=bool(info["is_success"]),
+        attempts=int(info["attempt"]),
+        initial_error=[round(float(v), 4) for v in first],
     )
 
 
@@ -51,3 +55,61 @@ def success_stats(results: list[EpisodeResult]) -> dict:
         "success_rate": 100.0 * len(ok) / n if n else float("nan"),
         "mean_steps": float(np.mean([r.attempts - 1 for r in ok])) if ok else float("nan"),
     }
+
+
+def _episodes_worker(job: tuple) -> list[dict]:
+    policy_spec, env_overrides, task, seeds = job
+    from taclab.policies import load_policy, make_policy
+
+    if isinstance(policy_spec, dict):
+        policy = make_policy(policy_spec["name"], **policy_spec.get("kwargs", {}))
+    else:
+        policy = load_policy(policy_spec)
+    env = PegInHoleEnv(**env_overrides)
+    try:
+        return [run_episode(env, policy, seed=s, options=task).to_dict() for s in seeds]
+    finally:
+        env.close()
+
+
+def evaluate(
+    policy_spec: dict | str,
+    tasks: list[dict],
+    episodes: int,
+    seed: int = 0,
+    workers: int = 1,
+    env_overrides: dict | None = None,
+    progress: bool = True,
+) -> dict[int, list[EpisodeResult]]:
+    """Closed-loop episodes of one policy on several tasks, in parallel worker processes.
+
+    ``policy_spec`` is ``{"name": ..., "kwargs": {...}}`` for a registered policy or a checkpoint folder.
+    ``tasks`` are reset options (e.g. ``{"shape": "round", "clearance_mm": 1.0}``). Episode ``i`` of task ``t``
+    uses the seed ``seed * 1_000_000 + t * 10_000 + i``, so results do not depend on ``workers``.
+    Returns the results per task index.
+    """
+    import multiprocessing as mp
+
+    from rich.progress import Progress
+
+    env_overrides = dict(env_overrides or {})
+    chunk = max(1, min(25, episodes))
+    jobs = []
+    for t, task in enumerate(tasks):
+        seeds = [seed * 1_000_000 + t * 10_000 + i for i in range(episodes)]
+        for j in range(0, episodes, chunk):
+            jobs.append((t, (policy_spec, env_overrides, task, seeds[j : j + chunk])))
+    out: dict[int, list[EpisodeResult]] = {t: [] for t in range(len(tasks))}
+    with Progress(disable=not progress, transient=True) as bar:
+        task_id = bar.add_task("episodes", total=len(tasks) * episodes)
+        if workers <= 1:
+            results = (_episodes_worker(job) for _, job in jobs)
+            for (t, _), res in zip(jobs, results, strict=True):
+                out[t].extend(EpisodeResult(**r) for r in res)
+                bar.advance(task_id, len(res))
+        else:
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for (t, _), res in zip(jobs, pool.imap(_episodes_worker, [j for _, j in jobs]), strict=True):
+                    out[t].extend(EpisodeResult(**r) for r in res)
+                    bar.advance(task_id, len(res))
+    return out

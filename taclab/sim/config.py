@@ -26,9 +26,7 @@ class SceneConfig(BaseModel):
         None, description="vertices (m) of a custom convex section, used with shape 'custom'"
     )
     round_segments: int = Field(48, ge=12, le=128, description="sides of the polygon that models a round peg")
-    grasp_height: float = Field(
-        0.006, gt=0, description="distance (m) from the peg's top face down to the pad centre"
-    )
+    grasp_height: float = Field(0.006, gt=0, description="distance (m) from the peg's top face down to the pad centre")
     # hole block
     block_size: float = Field(0.06, gt=0.01, le=0.3, description="side of the square hole block (m)")
     block_height: float = Field(0.02, gt=0.005, le=0.1, description="height of the hole block (m)")

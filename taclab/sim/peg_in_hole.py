@@ -13,6 +13,7 @@ grasp (the default) or kept, with whatever slip the previous press caused.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import mujoco
@@ -79,6 +80,17 @@ class PegInHoleSim:
         self.pitch = (cfg.pad_height / rows, cfg.pad_width / cols)
         self._block_mask = scene.block_geom_mask
         self._pad_geoms = np.array(scene.pad_geoms)
+        self.touch_seconds = 0.0  # time spent evaluating tactile fields, for benchmarks
+        # where each pad's taxels sit in sensordata, in (row, column) order, and their positions (pad x, z)
+        lays = scene.taxels
+        self._idx_raw = np.stack(
+            [np.stack([lay.sensor_adr + j * lay.n + lay.order for j in range(3)]) for lay in lays]
+        )  # (2 pads, depth / slip 1 / slip 2, R*C)
+        self._taxel_xz = np.stack([lay.local_xz.reshape(-1, 2) for lay in lays])
+        self._taxel_r2 = (self._taxel_xz**2).sum(axis=-1)
+        self._pad_geom_ids = np.array(scene.pad_geoms)
+        self._pad_body_ids = np.array(scene.pad_bodies)
+        self._three = np.arange(3)
         self.nominal_grasp = self._settle_grasp()
         self.grasp = self._copy_grasp(self.nominal_grasp)
 
@@ -137,9 +149,7 @@ class PegInHoleSim:
         rel_pos = _rot(hq).T @ (p - hpos)
         rel_q = _quat_mul(_quat_conj(hq), pq)
         rel_q /= np.linalg.norm(rel_q)
-        return Grasp(
-            np.array([d.qpos[self._q["finger0"]], d.qpos[self._q["finger1"]]]), rel_pos, rel_q
-        )
+        return Grasp(np.array([d.qpos[self._q["finger0"]], d.qpos[self._q["finger1"]]]), rel_pos, rel_q)
 
     def restore_grasp(self) -> None:
         self.grasp = self._copy_grasp(self.nominal_grasp)
@@ -163,14 +173,13 @@ class PegInHoleSim:
 
     # ------------------------------------------------------------------ sensing
     def read_field(self) -> TactileField:
-        """Evaluate the tactile sensors now: a field of shape (2 pads, R, C).
+        """Evaluate the tactile sensors now: a field of shape (2 pads, R, C)."""
+        return self.fields_from([self.capture()])[0]
 
-        Depth and sliding speeds come from MuJoCo's ``tactile`` sensor. The contact forces between pad and
-        peg give the rest: the normal force is shared among the taxels in proportion to their depth, and the
-        gel's surface displacement (shear) is the elastic response of a gel layer of shear modulus
-        ``gel_shear_modulus`` and thickness ``pad_thickness`` to the traction of a rigid contact: a uniform
-        part from the tangential force and a rotation about the contact centroid from the in-plane torque.
-        """
+    def capture(self) -> tuple[np.ndarray, np.ndarray]:
+        """Evaluate the tactile sensors now and keep what a field needs: the raw taxel readings (2, 3, R*C)
+        and the pad loads (2, 4) (see :meth:`_pad_loads`). Cheap; :meth:`fields_from` does the rest."""
+        t0 = time.perf_counter()
         m, d = self.model, self.data
         flag = int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
         m.opt.disableflags &= ~flag
@@ -178,67 +187,90 @@ class PegInHoleSim:
             mujoco.mj_sensorVel(m, d)
         finally:
             m.opt.disableflags |= flag
-        rows, cols = self.cfg.taxels
-        depth = np.empty((2, rows, cols))
-        slip = np.empty((2, rows, cols, 2))
-        shear = np.zeros((2, rows, cols, 2))
-        force = np.zeros((2, rows, cols))
-        loads = self._pad_loads()
-        cell = self.pitch[0] * self.pitch[1]
-        compliance = self.cfg.pad_thickness / self.cfg.gel_shear_modulus  # m per Pa of traction
-        for k, lay in enumerate(self.scene.taxels):
-            raw = d.sensordata[lay.sensor_adr : lay.sensor_adr + 3 * lay.n]
-            depth[k] = raw[: lay.n][lay.order].reshape(rows, cols)
-            slip[k, ..., 0] = raw[lay.n : 2 * lay.n][lay.order].reshape(rows, cols)
-            slip[k, ..., 1] = raw[2 * lay.n :][lay.order].reshape(rows, cols)
-            total = depth[k].sum()
-            if total <= 0:
-                continue
-            fn, ft, pos = loads[k]  # normal force (N), tangential forces on the gel (N, pad x/z), points
-            force[k] = fn * depth[k] / total
-            contact = depth[k] > 0
-            xz = lay.local_xz
-            area = contact.sum() * cell
-            c = xz[contact].mean(axis=0)
-            rel = xz - c
-            polar = float((rel[contact] ** 2).sum()) * cell
-            # in-plane torque of the contact forces about the contact centroid (about the pad normal)
-            torque = float(np.sum((pos[:, 0] - c[0]) * ft[:, 1] - (pos[:, 1] - c[1]) * ft[:, 0]))
-            ftot = ft.sum(axis=0)
-            ux = ftot[0] / area - torque * rel[..., 1] / polar
-            uz = ftot[1] / area + torque * rel[..., 0] / polar
-            shear[k, ..., 0] = compliance * ux * contact
-            shear[k, ..., 1] = -compliance * uz * contact  # rows run down the pad
-        return TactileField(depth=depth, shear=shear, slip=slip, force=force, pitch=self.pitch)
+        out = d.sensordata[self._idx_raw], self._pad_loads()
+        self.touch_seconds += time.perf_counter() - t0
+        return out
 
-    def _pad_loads(self) -> list[tuple[float, np.ndarray, np.ndarray]]:
-        """Per pad: total normal force (N), and per contact the tangential force the peg exerts on the gel
-        (N, in the pad's x and z axes) and the contact point (m, pad x and z)."""
-        m, d = self.model, self.data
-        out_fn = [0.0, 0.0]
-        ft = [[], []]
-        pts = [[], []]
-        f = np.zeros(6)
-        for i in range(d.ncon):
-            c = d.contact[i]
-            for k in range(2):
-                g = self.scene.pad_geoms[k]
-                if g not in (c.geom1, c.geom2):
-                    continue
-                mujoco.mj_contactForce(m, d, i, f)
-                frame = c.frame.reshape(3, 3)
-                fw = frame.T @ f[:3]  # force of geom1 on geom2, world frame
-                on_gel = fw if c.geom2 == g else -fw
-                b = self.scene.pad_bodies[k]
-                r = d.xmat[b].reshape(3, 3)
-                local_f = r.T @ on_gel
-                local_p = r.T @ (c.pos - d.xpos[b])
-                out_fn[k] += f[0]
-                ft[k].append(local_f[[0, 2]])
-                pts[k].append(local_p[[0, 2]])
-        return [
-            (out_fn[k], np.array(ft[k]).reshape(-1, 2), np.array(pts[k]).reshape(-1, 2)) for k in range(2)
-        ]
+    def fields_from(self, captures: list[tuple[np.ndarray, np.ndarray]]) -> TactileField:
+        """Tactile fields (T, 2 pads, R, C) from captured readings, all frames and pads at once.
+
+        Depth and sliding speeds come from MuJoCo's ``tactile`` sensor. The contact forces between pad and
+        peg give the rest: the normal force is shared among the taxels in proportion to their depth, and the
+        gel's surface displacement (shear) is the elastic response of a gel layer of shear modulus
+        ``gel_shear_modulus`` and thickness ``pad_thickness`` to the traction of a rigid contact: a uniform
+        part from the tangential force and a rotation about the contact centroid from the in-plane torque.
+        """
+        t0 = time.perf_counter()
+        rows, cols = self.cfg.taxels
+        t = len(captures)
+        raw = np.stack([c[0] for c in captures])  # (T, 2, 3, R*C)
+        fn, fx, fz, torque_o = np.moveaxis(np.stack([c[1] for c in captures]), -1, 0)  # each (T, 2)
+        depth = raw[:, :, 0]
+        slip = np.moveaxis(raw[:, :, 1:], 2, -1)
+        contact = depth > 0
+        w = contact.astype(np.float64)
+        count = w.sum(axis=-1)  # (T, 2)
+        safe = np.maximum(count, 1.0)
+        cell = self.pitch[0] * self.pitch[1]
+        xz = self._taxel_xz  # (2, R*C, 2)
+        c = np.matmul(w.swapaxes(0, 1), xz).swapaxes(0, 1) / safe[..., None]  # contact centroids (T, 2, 2)
+        cx, cz = c[..., 0], c[..., 1]
+        polar = ((w * self._taxel_r2).sum(axis=-1) - count * (cx * cx + cz * cz)) * cell
+        area = safe * cell
+        # in-plane torque (about the pad normal) of the contact forces about the centroid
+        torque = torque_o - (cx * fz - cz * fx)
+        tp = np.where(polar > 0, torque / np.where(polar > 0, polar, 1.0), 0.0)
+        comp = self.cfg.pad_thickness / self.cfg.gel_shear_modulus  # m per Pa of traction
+        x, z = xz[None, ..., 0], xz[None, ..., 1]
+        shear = np.empty((t, 2, rows * cols, 2))
+        k = (comp * tp)[..., None]
+        # displacement along x: uniform part minus the rotation term; rows run down the pad, so the row
+        # component is minus the displacement along z
+        ux = (comp * (fx / area + tp * cz))[..., None] - k * z
+        uz = (comp * (fz / area - tp * cx))[..., None] + k * x
+        np.multiply(ux, w, out=shear[..., 0])
+        np.multiply(uz, -w, out=shear[..., 1])
+        total = depth.sum(axis=-1)
+        force = depth * np.where(total > 0, fn / np.where(total > 0, total, 1.0), 0.0)[..., None]
+        field = TactileField(
+            depth=depth.reshape(t, 2, rows, cols),
+            shear=shear.reshape(t, 2, rows, cols, 2),
+            slip=slip.reshape(t, 2, rows, cols, 2),
+            force=force.reshape(t, 2, rows, cols),
+            pitch=self.pitch,
+        )
+        self.touch_seconds += time.perf_counter() - t0
+        return field
+
+    def _pad_loads(self) -> np.ndarray:
+        """Per pad, (2, 4): total normal force (N), the tangential force the peg exerts on the gel along the
+        pad's x and z axes (N), and its in-plane torque about the pad origin (N m)."""
+        d = self.data
+        n = d.ncon
+        if n == 0:
+            return np.zeros((2, 4))
+        con = d.contact
+        geom = con.geom[:n]
+        pads = self._pad_geom_ids
+        on0 = (geom == pads[0]).any(axis=1)
+        on1 = (geom == pads[1]).any(axis=1)
+        sel = np.flatnonzero((on0 | on1) & (con.efc_address[:n] >= 0))
+        if len(sel) == 0:
+            return np.zeros((2, 4))
+        k = on1[sel].astype(np.intp)
+        # elliptic cones: the first three constraint rows of a contact are its force in the contact frame
+        f = d.efc_force[con.efc_address[sel, None] + self._three]
+        fw = np.einsum("nij,ni->nj", con.frame[sel].reshape(-1, 3, 3), f)  # geom1 on geom2, world frame
+        sign = np.where(geom[sel, 1] == pads[k], 1.0, -1.0)
+        bodies = self._pad_body_ids[k]
+        rot = d.xmat[bodies].reshape(-1, 3, 3)
+        local_f = np.einsum("nj,nji->ni", fw * sign[:, None], rot)
+        local_p = np.einsum("nj,nji->ni", con.pos[sel] - d.xpos[bodies], rot)
+        fx = np.bincount(k, local_f[:, 0], minlength=2)
+        fz = np.bincount(k, local_f[:, 2], minlength=2)
+        tq = np.bincount(k, local_p[:, 0] * local_f[:, 2] - local_p[:, 2] * local_f[:, 0], minlength=2)
+        fn = np.bincount(k, f[:, 0], minlength=2)
+        return np.stack([fn, fx, fz, tq], axis=1)
 
     def peg_touches_block(self) -> bool:
         d = self.data
@@ -287,7 +319,7 @@ class PegInHoleSim:
         lowest_target = z0 - cfg.approach_gap - cfg.insertion_depth - cfg.press_depth - 0.002
         contact_target = None
         contact_tip = 0.0
-        frames: list[TactileField] = []
+        frames: list[tuple[np.ndarray, np.ndarray]] = []
         next_frame = 0
         steps = 0
         success = False
@@ -313,7 +345,7 @@ class PegInHoleSim:
                 pressed = contact_target - target
                 while next_frame < N_FRAMES and pressed >= cfg.press_depth * next_frame / (N_FRAMES - 1) - 1e-12:
                     if record:
-                        frames.append(self.read_field())
+                        frames.append(self.capture())
                     next_frame += 1
                 if next_frame == N_FRAMES and not blocked:
                     if contact_tip - tip < cfg.press_depth / 2:
@@ -331,9 +363,11 @@ class PegInHoleSim:
         if record and not success and not blocked:
             # the descent ran out while the peg was still sliding: the last frames describe the jam
             while len(frames) < N_FRAMES:
-                frames.append(self.read_field())
+                frames.append(self.capture())
             frames = frames[-N_FRAMES:]
-        field = TactileField.stack(frames) if (record and not success) else None
+        field = None
+        if record and not success:
+            field = self.fields_from(frames)
         return AttemptResult(
             success=success, contact=touched, field=field, error_before=err, tip_depth=-min_tip, steps=steps
         )

@@ -26,6 +26,29 @@ _GEL_IMPEDANCE = 0.9
 _HARD_IMPEDANCE = 0.99
 
 
+# collision bits: the block meets the peg mesh; the pads meet the peg's gripped sides
+_BLOCK_BIT, _PAD_BIT, _GRIP_BIT = 1, 4, 8
+
+
+def _grip_primitive(section: Section, cfg: SceneConfig):
+    """An exact primitive for the sides of the peg above its chamfer, or None.
+
+    A rectangular section is a box and a round one a cylinder there. MuJoCo's tactile sensor evaluates
+    primitives analytically, about five times faster than a mesh's signed-distance octree, with no loss: the
+    primitive coincides with the mesh wherever the pads can touch it.
+    """
+    v = section.vertices
+    z0 = cfg.peg_chamfer
+    half_len = (cfg.peg_length - z0) / 2
+    e = np.roll(v, -1, axis=0) - v
+    if section.n == 4 and np.all(np.isclose(np.abs(e).min(axis=1), 0.0, atol=1e-12)):
+        hx, hy = section.extent()
+        return mujoco.mjtGeom.mjGEOM_BOX, [float(hx), float(hy), half_len], z0 + half_len
+    if section.name == "round":
+        return mujoco.mjtGeom.mjGEOM_CYLINDER, [float(section.extent()[1]), half_len, 0.0], z0 + half_len
+    return None
+
+
 @dataclass
 class TaxelLayout:
     """Where each pad's sensor values go on its (rows, cols) grid."""
@@ -76,9 +99,7 @@ def _quat_from_axes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _prism(spec: mujoco.MjSpec, name: str, bottom: np.ndarray, top: np.ndarray, z0: float, z1: float):
     mesh = spec.add_mesh(name=name)
-    verts = np.concatenate(
-        [np.c_[bottom, np.full(len(bottom), z0)], np.c_[top, np.full(len(top), z1)]], axis=0
-    )
+    verts = np.concatenate([np.c_[bottom, np.full(len(bottom), z0)], np.c_[top, np.full(len(top), z1)]], axis=0)
     mesh.uservert = verts.reshape(-1).tolist()
     return mesh
 
@@ -119,8 +140,12 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
     wb = spec.worldbody
     wb.add_light(pos=[0.1, -0.1, 0.4], dir=[-0.25, 0.25, -1], castshadow=False)
     wb.add_geom(
-        name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0.2, 0.2, 0.01], rgba=[0.9, 0.9, 0.88, 1],
-        contype=0, conaffinity=0,
+        name="floor",
+        type=mujoco.mjtGeom.mjGEOM_PLANE,
+        size=[0.2, 0.2, 0.01],
+        rgba=[0.9, 0.9, 0.88, 1],
+        contype=0,
+        conaffinity=0,
     )
 
     # hole block: convex pieces (meshes) in one static body
@@ -128,10 +153,15 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
     for i, poly in enumerate(pieces):
         _prism(spec, f"block{i}", poly, poly, 0.0, cfg.block_height)
         block.add_geom(
-            name=f"block{i}", type=mujoco.mjtGeom.mjGEOM_MESH, meshname=f"block{i}", material="block",
+            name=f"block{i}",
+            type=mujoco.mjtGeom.mjGEOM_MESH,
+            meshname=f"block{i}",
+            material="block",
             friction=[cfg.block_friction, 0.005, 0.0001],
-            solimp=[_HARD_IMPEDANCE, _HARD_IMPEDANCE, 0.001, 0.5, 2], solref=[2 * cfg.timestep, 1.0],
-            contype=1, conaffinity=2,
+            solimp=[_HARD_IMPEDANCE, _HARD_IMPEDANCE, 0.001, 0.5, 2],
+            solref=[2 * cfg.timestep, 1.0],
+            contype=_BLOCK_BIT,
+            conaffinity=_BLOCK_BIT,
         )
 
     # hand: the joints give its world pose directly
@@ -146,33 +176,54 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
     half_y = float(section.extent()[1])
     palm_z = cfg.pad_height / 2 + 0.012
     hand.add_geom(
-        name="palm", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.012, half_y + 0.012, 0.006],
-        pos=[0, 0, palm_z], material="metal", mass=cfg.hand_mass, contype=0, conaffinity=0,
+        name="palm",
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=[0.012, half_y + 0.012, 0.006],
+        pos=[0, 0, palm_z],
+        material="metal",
+        mass=cfg.hand_mass,
+        contype=0,
+        conaffinity=0,
     )
     pad_bodies, pad_geoms = [], []
     for k, side in enumerate(_SIDES):
         finger = hand.add_body(name=f"finger{k}", pos=[0, side * half_y, 0], gravcomp=1.0)
         finger.add_joint(
-            name=f"finger{k}", type=mujoco.mjtJoint.mjJNT_SLIDE, axis=[0, side, 0], range=[-0.004, 0.02],
-            damping=5.0, armature=0.01,
+            name=f"finger{k}",
+            type=mujoco.mjtJoint.mjJNT_SLIDE,
+            axis=[0, side, 0],
+            range=[-0.004, 0.02],
+            damping=5.0,
+            armature=0.01,
         )
         t = cfg.pad_thickness
         finger.add_geom(
-            name=f"finger{k}_link", type=mujoco.mjtGeom.mjGEOM_BOX,
+            name=f"finger{k}_link",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
             size=[cfg.pad_width / 2 + 0.001, 0.002, (palm_z + 0.004) / 2],
             pos=[0, side * (t + 0.002), (palm_z + 0.004) / 2 - cfg.pad_height / 2 - 0.002],
-            material="metal", mass=0.05, contype=0, conaffinity=0,
+            material="metal",
+            mass=0.05,
+            contype=0,
+            conaffinity=0,
         )
         pad = finger.add_body(name=PAD_NAMES[k])
         # the collision pad: its inner face is the finger body's origin plane
         k_acc = cfg.gel_stiffness * (1 - _GEL_IMPEDANCE) / (_GEL_IMPEDANCE * cfg.peg_mass)
         b_acc = cfg.gel_damping * (1 - _GEL_IMPEDANCE) / (_GEL_IMPEDANCE * cfg.peg_mass)
         g = pad.add_geom(
-            name=f"{PAD_NAMES[k]}_gel", type=mujoco.mjtGeom.mjGEOM_BOX,
-            size=[cfg.pad_width / 2, t / 2, cfg.pad_height / 2], pos=[0, side * t / 2, 0],
-            material="gel", mass=0.01, friction=[cfg.pad_friction, 0.005, 0.0001],
-            solref=[-k_acc, -b_acc], solimp=[_GEL_IMPEDANCE, _GEL_IMPEDANCE, 0.001, 0.5, 2],
-            contype=4, conaffinity=2, condim=4,
+            name=f"{PAD_NAMES[k]}_gel",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[cfg.pad_width / 2, t / 2, cfg.pad_height / 2],
+            pos=[0, side * t / 2, 0],
+            material="gel",
+            mass=0.01,
+            friction=[cfg.pad_friction, 0.005, 0.0001],
+            solref=[-k_acc, -b_acc],
+            solimp=[_GEL_IMPEDANCE, _GEL_IMPEDANCE, 0.001, 0.5, 2],
+            contype=_PAD_BIT,
+            conaffinity=_GRIP_BIT,
+            condim=4,
         )
         pad_geoms.append(g)
         # taxel plate: mesh x -> world x, mesh y -> up the pad, mesh z -> towards the peg
@@ -184,34 +235,55 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
         yaxis = np.array([0.0, 0.0, -side])
         quat = _quat_from_axes(np.array([1.0, 0, 0]), yaxis)
         pad.add_geom(
-            name=mname, type=mujoco.mjtGeom.mjGEOM_MESH, meshname=mname, pos=[0, -side * cfg.gel_layer, 0],
-            quat=quat, contype=0, conaffinity=0, group=3, rgba=[0.2, 0.8, 0.2, 0.3],
+            name=mname,
+            type=mujoco.mjtGeom.mjGEOM_MESH,
+            meshname=mname,
+            pos=[0, -side * cfg.gel_layer, 0],
+            quat=quat,
+            contype=0,
+            conaffinity=0,
+            group=3,
+            rgba=[0.2, 0.8, 0.2, 0.3],
         )
         spec.add_sensor(
-            name=f"{PAD_NAMES[k]}_tactile", type=mujoco.mjtSensor.mjSENS_TACTILE,
-            objtype=mujoco.mjtObj.mjOBJ_MESH, objname=mname, reftype=mujoco.mjtObj.mjOBJ_GEOM, refname=mname,
+            name=f"{PAD_NAMES[k]}_tactile",
+            type=mujoco.mjtSensor.mjSENS_TACTILE,
+            objtype=mujoco.mjtObj.mjOBJ_MESH,
+            objname=mname,
+            reftype=mujoco.mjtObj.mjOBJ_GEOM,
+            refname=mname,
         )
         pad_bodies.append(pad)
 
     # actuators
     for jname in ("hand_x", "hand_y", "hand_z"):
         spec.add_actuator(
-            name=jname, target=jname, trntype=mujoco.mjtTrn.mjTRN_JOINT,
-            gaintype=mujoco.mjtGain.mjGAIN_FIXED, biastype=mujoco.mjtBias.mjBIAS_AFFINE,
+            name=jname,
+            target=jname,
+            trntype=mujoco.mjtTrn.mjTRN_JOINT,
+            gaintype=mujoco.mjtGain.mjGAIN_FIXED,
+            biastype=mujoco.mjtBias.mjBIAS_AFFINE,
             gainprm=[cfg.hand_kp] + [0] * 9,
             biasprm=[0, -cfg.hand_kp, -2 * np.sqrt(cfg.hand_kp * (cfg.hand_mass + 0.2))] + [0] * 7,
             ctrlrange=[-1, 1],
         )
     spec.add_actuator(
-        name="hand_yaw", target="hand_yaw", trntype=mujoco.mjtTrn.mjTRN_JOINT,
-        gaintype=mujoco.mjtGain.mjGAIN_FIXED, biastype=mujoco.mjtBias.mjBIAS_AFFINE,
-        gainprm=[cfg.yaw_kp] + [0] * 9, biasprm=[0, -cfg.yaw_kp, -2 * np.sqrt(cfg.yaw_kp * 3e-4)] + [0] * 7,
+        name="hand_yaw",
+        target="hand_yaw",
+        trntype=mujoco.mjtTrn.mjTRN_JOINT,
+        gaintype=mujoco.mjtGain.mjGAIN_FIXED,
+        biastype=mujoco.mjtBias.mjBIAS_AFFINE,
+        gainprm=[cfg.yaw_kp] + [0] * 9,
+        biasprm=[0, -cfg.yaw_kp, -2 * np.sqrt(cfg.yaw_kp * 3e-4)] + [0] * 7,
         ctrlrange=[-np.pi, np.pi],
     )
     for k in range(2):
         # positive control closes the finger with that force (N)
         spec.add_actuator(
-            name=f"finger{k}", target=f"finger{k}", trntype=mujoco.mjtTrn.mjTRN_JOINT, gear=[-1, 0, 0, 0, 0, 0],
+            name=f"finger{k}",
+            target=f"finger{k}",
+            trntype=mujoco.mjtTrn.mjTRN_JOINT,
+            gear=[-1, 0, 0, 0, 0, 0],
             ctrlrange=[-200, 200],
         )
 
@@ -222,18 +294,49 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
     w = cfg.peg_chamfer
     tip = section.offset(-w).vertices if w > 0 else section.vertices
     pm = _prism(spec, "peg", tip, section.vertices, 0.0, w)
-    pm.uservert = np.concatenate(
-        [np.asarray(pm.uservert).reshape(-1, 3), np.c_[section.vertices, np.full(section.n, cfg.peg_length)]]
-    ).reshape(-1).tolist()
-    pm.needsdf = True
-    peg.add_geom(
-        name="peg", type=mujoco.mjtGeom.mjGEOM_MESH, meshname="peg", material="peg", mass=cfg.peg_mass,
+    pm.uservert = (
+        np.concatenate(
+            [np.asarray(pm.uservert).reshape(-1, 3), np.c_[section.vertices, np.full(section.n, cfg.peg_length)]]
+        )
+        .reshape(-1)
+        .tolist()
+    )
+    grip = _grip_primitive(section, cfg)
+    common = dict(
         # MuJoCo takes the larger friction of a pair and mixes solver parameters by solmix: with the peg's
         # friction the smaller one and its solmix 0, each pair gets exactly the pad's or the block's values
-        friction=[min(cfg.pad_friction, cfg.block_friction), 0.005, 0.0001], solmix=0.0,
-        solimp=[_HARD_IMPEDANCE, _HARD_IMPEDANCE, 0.001, 0.5, 2], solref=[2 * cfg.timestep, 1.0],
-        contype=2, conaffinity=5, condim=4,
+        friction=[min(cfg.pad_friction, cfg.block_friction), 0.005, 0.0001],
+        solmix=0.0,
+        solimp=[_HARD_IMPEDANCE, _HARD_IMPEDANCE, 0.001, 0.5, 2],
+        solref=[2 * cfg.timestep, 1.0],
+        condim=4,
     )
+    # the mesh meets the block; it meets the pads too unless an exact primitive stands in for its sides
+    pm.needsdf = grip is None
+    peg.add_geom(
+        name="peg",
+        type=mujoco.mjtGeom.mjGEOM_MESH,
+        meshname="peg",
+        material="peg",
+        mass=cfg.peg_mass,
+        contype=_BLOCK_BIT | (_GRIP_BIT if grip is None else 0),
+        conaffinity=_BLOCK_BIT | (_PAD_BIT if grip is None else 0),
+        **common,
+    )
+    if grip is not None:
+        gtype, size, zc = grip
+        peg.add_geom(
+            name="peg_grip",
+            type=gtype,
+            size=size,
+            pos=[0, 0, zc],
+            mass=0,
+            rgba=[0, 0, 0, 0],
+            group=3,
+            contype=_GRIP_BIT,
+            conaffinity=_PAD_BIT,
+            **common,
+        )
     cam = wb.add_camera(name="overview", pos=[0.11, -0.13, 0.10], mode=mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODY)
     cam.targetbody = "block"
 
@@ -254,7 +357,7 @@ def _wrap(cfg, shape, clearance, section, hole, model) -> PegInHoleScene:
     pad_geoms = tuple(mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{n}_gel") for n in PAD_NAMES)
     layouts = []
     rows, cols = cfg.taxels
-    for k, n in enumerate(PAD_NAMES):
+    for n in PAD_NAMES:
         sid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, f"{n}_tactile")
         gid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{n}_taxels")
         mid = model.geom_dataid[gid]
@@ -271,22 +374,36 @@ def _wrap(cfg, shape, clearance, section, hole, model) -> PegInHoleScene:
             raise RuntimeError(f"taxel plate has {num} vertices, expected {rows * cols}")
         layouts.append(
             TaxelLayout(
-                sensor_adr=int(model.sensor_adr[sid]), n=int(num), order=order, rows=rows, cols=cols,
+                sensor_adr=int(model.sensor_adr[sid]),
+                n=int(num),
+                order=order,
+                rows=rows,
+                cols=cols,
                 local_xz=np.stack([x[order], z[order]], axis=1).reshape(rows, cols, 2),
             )
         )
     return PegInHoleScene(
-        config=cfg, shape=shape, clearance=clearance, section=section, hole=hole, model=model,
+        config=cfg,
+        shape=shape,
+        clearance=clearance,
+        section=section,
+        hole=hole,
+        model=model,
         joint_qpos={j: int(model.jnt_qposadr[jid(j)]) for j in joints},
         joint_dof={j: int(model.jnt_dofadr[jid(j)]) for j in joints},
         actuator={
             a: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, a)
             for a in ["hand_x", "hand_y", "hand_z", "hand_yaw", "finger0", "finger1"]
         },
-        peg_body=peg_body, peg_qpos=int(model.jnt_qposadr[peg_joint]), peg_dof=int(model.jnt_dofadr[peg_joint]),
-        pad_bodies=pad_bodies, pad_geoms=pad_geoms, block_geom_mask=mask,
+        peg_body=peg_body,
+        peg_qpos=int(model.jnt_qposadr[peg_joint]),
+        peg_dof=int(model.jnt_dofadr[peg_joint]),
+        pad_bodies=pad_bodies,
+        pad_geoms=pad_geoms,
+        block_geom_mask=mask,
         peg_geom=mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "peg"),
-        taxels=tuple(layouts), peg_in_hand=np.array([0.0, 0.0, -(cfg.peg_length - cfg.grasp_height)]),
+        taxels=tuple(layouts),
+        peg_in_hand=np.array([0.0, 0.0, -(cfg.peg_length - cfg.grasp_height)]),
     )
 
 

@@ -130,9 +130,7 @@ def convex_polygon(vertices, name: str = "custom") -> Section:
     elif area2 == 0:
         raise ValueError("polygon vertices are degenerate (zero area)")
     if not _is_convex_ccw(v):
-        raise ValueError(
-            "polygon vertices must form a strictly convex polygon (no reflex or collinear vertices)"
-        )
+        raise ValueError("polygon vertices must form a strictly convex polygon (no reflex or collinear vertices)")
     del e
     return Section(name, _recentre(v))
 

@@ -36,7 +36,10 @@ class TactileField:
     def __getitem__(self, idx) -> TactileField:
         """Index the leading (batch) dimensions of every array."""
         return TactileField(
-            depth=self.depth[idx], shear=self.shear[idx], slip=self.slip[idx], force=self.force[idx],
+            depth=self.depth[idx],
+            shear=self.shear[idx],
+            slip=self.slip[idx],
+            force=self.force[idx],
             pitch=self.pitch,
         )
 
@@ -57,8 +60,11 @@ class TactileField:
     def zeros(batch: tuple[int, ...], grid: tuple[int, int], pitch: tuple[float, float]) -> TactileField:
         r, c = grid
         return TactileField(
-            depth=np.zeros((*batch, r, c)), shear=np.zeros((*batch, r, c, 2)), slip=np.zeros((*batch, r, c, 2)),
-            force=np.zeros((*batch, r, c)), pitch=pitch,
+            depth=np.zeros((*batch, r, c)),
+            shear=np.zeros((*batch, r, c, 2)),
+            slip=np.zeros((*batch, r, c, 2)),
+            force=np.zeros((*batch, r, c)),
+            pitch=pitch,
         )
 
     def as_arrays(self, dtype=np.float32) -> dict[str, np.ndarray]:
