@@ -44,6 +44,45 @@ def tactile_figure(sequences: list[np.ndarray], titles: list[str], suptitle: str
     return fig
 
 
+def shear_figure(fields: list[tuple[np.ndarray, np.ndarray]], titles: list[str], width_mm: float, height_mm: float):
+    """Arrows of the gel's displacement during the press (last frame minus first) under both pads.
+
+    ``fields`` holds, per case, the shear change (2, R, C, 2) in m and the depth (2, R, C) in m.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(fields)
+    fig, axes = plt.subplots(n, 2, figsize=(5.2, 2.3 * n), squeeze=False)
+    for row, ((shear, depth), title) in enumerate(zip(fields, titles, strict=True)):
+        r, c = depth.shape[1:]
+        x = (np.arange(c) + 0.5) / c * width_mm - width_mm / 2
+        z = height_mm / 2 - (np.arange(r) + 0.5) / r * height_mm
+        for k in range(2):
+            ax = axes[row, k]
+            ax.imshow(depth[k] * 1e3, extent=(x[0], x[-1], z[-1], z[0]), cmap="Greys", vmin=0, vmax=1.0)
+            s = 3
+            ax.quiver(
+                x[::s],
+                z[::s],
+                shear[k, ::s, ::s, 0] * 1e3,
+                -shear[k, ::s, ::s, 1] * 1e3,
+                color="tab:red",
+                angles="xy",
+                scale_units="xy",
+                scale=0.2,
+                width=0.006,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"pad {k}" + ("" if k else f"   {title.split(':')[0]}"), fontsize=8, loc="left")
+    fig.suptitle("gel displacement during the press (arrows x5), over the indentation", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def render_examples(
     out: str | Path,
     shape: str = "square",
@@ -52,13 +91,16 @@ def render_examples(
     rotation_deg: float = 4.5,
     image_size: tuple[int, int] = (96, 96),
 ) -> list[Path]:
-    """Save the scene after a collision and tactile sequences for errors of each sign along each axis."""
+    """Save the scene after a collision, tactile sequences for errors of each sign along each axis, and the
+    gel's displacement field for the same cases."""
     import matplotlib.pyplot as plt
 
     from taclab.envs.peg_in_hole import PegInHoleEnv
 
     out = Path(out)
-    env = PegInHoleEnv(shape=shape, clearance_mm=clearance_mm, image_size=image_size, sensor_noise=False)
+    env = PegInHoleEnv(
+        shape=shape, clearance_mm=clearance_mm, image_size=image_size, sensor_noise=False, raw_fields=True
+    )
     m, r = magnitude_mm, rotation_deg
     cases = [
         ("+ex", (m, 0.0, 0.0)),
@@ -68,17 +110,21 @@ def render_examples(
         ("+erz (with +ex)", (m, 0.0, r)),
         ("-erz (with +ex)", (m, 0.0, -r)),
     ]
-    seqs, titles = [], []
+    seqs, titles, shears = [], [], []
     paths = []
     for i, (name, err) in enumerate(cases):
         obs, info = env.reset(seed=0, options={"error": err})
         seqs.append(obs["tactile"])
+        shears.append((obs["shear"][-1] - obs["shear"][0], obs["depth"][-1]))
         lab = info["label"]
         titles.append(f"{name}: error {np.round(info['error'], 2).tolist()} -> label {np.round(lab, 2).tolist()}")
         if i == 0:
             paths.append(save_png(out / "scene.png", env.render_scene()))
     fig = tactile_figure(seqs, titles, suptitle=f"{shape} peg, clearance {clearance_mm} mm")
     paths.append(save_png(out / "tactile_sequences.png", fig))
+    plt.close(fig)
+    fig = shear_figure(shears, titles, env.config.scene.pad_width * 1e3, env.config.scene.pad_height * 1e3)
+    paths.append(save_png(out / "shear_fields.png", fig))
     plt.close(fig)
     env.close()
     return paths

@@ -22,7 +22,7 @@ from taclab.sim.config import SceneConfig
 from taclab.sim.peg_in_hole import N_FRAMES, PegInHoleSim
 from taclab.sim.scene import cached_scene
 from taclab.sim.shapes import NAMED_SHAPES
-from taclab.sim.tactile.optical import OpticalRenderer, get_profile
+from taclab.sim.tactile.optical import OpticalProfile, OpticalRenderer, get_profile
 
 RESET_OPTIONS = ("shape", "clearance_mm", "error", "keep_slip")
 
@@ -44,6 +44,9 @@ class PegInHoleConfig(BaseModel):
     )
     keep_slip: bool = Field(False, description="keep the peg's slip in the hand between attempts")
     sensor: str = Field("gelstereo", description="optical sensor profile (see taclab.sim.tactile.optical)")
+    sensor_overrides: dict = Field(
+        default_factory=dict, description="OpticalProfile keys that replace the profile's values"
+    )
     image_size: tuple[int, int] = Field((64, 64), description="tactile image (height, width) in pixels")
     raw_fields: bool = Field(False, description="add the raw depth, shear and force arrays to observations")
     sensor_noise: bool = Field(True, description="add the profile's pixel noise to tactile images")
@@ -90,7 +93,8 @@ class PegInHoleEnv(gym.Env):
         self.observation_space = spaces.Dict(obs)
         lim = np.array([DELTA_MM, DELTA_MM, MAX_ROT_DEG], dtype=np.float32)
         self.action_space = spaces.Box(-lim, lim, dtype=np.float32)
-        profile = get_profile(config.sensor).model_copy(update={"image_size": tuple(config.image_size)})
+        base = get_profile(config.sensor).model_dump()
+        profile = OpticalProfile(**{**base, **config.sensor_overrides, "image_size": tuple(config.image_size)})
         self._renderer = OpticalRenderer(
             profile, grid=(rows, cols), pitch=(config.scene.pad_height / rows, config.scene.pad_width / cols)
         )

@@ -34,7 +34,7 @@ class SceneConfig(BaseModel):
     pad_friction: float = Field(1.0, gt=0, description="friction coefficient gel pad / peg")
     block_friction: float = Field(0.3, ge=0, description="friction coefficient peg / hole block")
     gel_stiffness: float = Field(
-        4000.0, gt=0, description="normal stiffness of one contact point between gel pad and peg (N/m)"
+        8000.0, gt=0, description="normal stiffness of one contact point between gel pad and peg (N/m)"
     )
     gel_damping: float = Field(30.0, ge=0, description="normal damping of a gel pad contact (N s/m)")
     # gripper

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from taclab.sim.scene import PegInHoleScene
+from taclab.sim.scene import HAND_JOINTS, PAD_JOINTS, PegInHoleScene, gel_solref
 from taclab.sim.tactile.field import TactileField
 
 N_FRAMES = 4
@@ -29,7 +29,7 @@ N_FRAMES = 4
 class Grasp:
     """State of the grasp, relative to the hand: finger joints and the peg's pose in the hand frame."""
 
-    fingers: np.ndarray  # (2,) finger joint positions
+    joints: np.ndarray  # positions of the hand's own joints (fingers and gel pads), in HAND_JOINTS order
     peg_pos: np.ndarray  # (3,) peg frame origin (tip) in the hand frame
     peg_quat: np.ndarray  # (4,) peg orientation in the hand frame
 
@@ -87,17 +87,19 @@ class PegInHoleSim:
             [np.stack([lay.sensor_adr + j * lay.n + lay.order for j in range(3)]) for lay in lays]
         )  # (2 pads, depth / slip 1 / slip 2, R*C)
         self._taxel_xz = np.stack([lay.local_xz.reshape(-1, 2) for lay in lays])
-        self._taxel_r2 = (self._taxel_xz**2).sum(axis=-1)
         self._pad_geom_ids = np.array(scene.pad_geoms)
-        self._pad_body_ids = np.array(scene.pad_bodies)
-        self._three = np.arange(3)
+        self._twist_sign = np.array([-1.0, 1.0])
+        self._hand_joint_q = np.array([scene.joint_qpos[j] for j in HAND_JOINTS])
+        self._pad_joint_q = np.array([scene.joint_qpos[j] for j in PAD_JOINTS]).reshape(2, 3)  # x, z, twist
+        if not scene.gel_calibrated:
+            self._calibrate_gel()
         self.nominal_grasp = self._settle_grasp()
         self.grasp = self._copy_grasp(self.nominal_grasp)
 
     # ------------------------------------------------------------------ grasp
     @staticmethod
     def _copy_grasp(g: Grasp) -> Grasp:
-        return Grasp(g.fingers.copy(), g.peg_pos.copy(), g.peg_quat.copy())
+        return Grasp(g.joints.copy(), g.peg_pos.copy(), g.peg_quat.copy())
 
     def _hand_start_z(self, grasp: Grasp) -> float:
         """Hand height that puts the peg tip ``approach_gap`` above the block top."""
@@ -109,7 +111,7 @@ class PegInHoleSim:
         mujoco.mj_resetData(m, d)
         q = self._q
         d.qpos[q["hand_x"]], d.qpos[q["hand_y"]], d.qpos[q["hand_z"]], d.qpos[q["hand_yaw"]] = x, y, z, yaw
-        d.qpos[q["finger0"]], d.qpos[q["finger1"]] = grasp.fingers
+        d.qpos[self._hand_joint_q] = grasp.joints
         hq = _yaw_quat(yaw)
         pos = np.array([x, y, z]) + _rot(hq) @ grasp.peg_pos
         pq = grasp.peg_quat
@@ -126,7 +128,7 @@ class PegInHoleSim:
         """Close the fingers on the peg in free space and let the grasp settle (first without gravity)."""
         m, d = self.model, self.data
         z = self.scene.block_top + 0.05
-        g0 = Grasp(np.zeros(2), self.scene.peg_in_hand.copy(), np.array([1.0, 0, 0, 0]))
+        g0 = Grasp(np.zeros(len(HAND_JOINTS)), self.scene.peg_in_hand.copy(), np.array([1.0, 0, 0, 0]))
         self._set_state(0.0, 0.0, z, 0.0, g0)
         m.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_GRAVITY)
         try:
@@ -135,6 +137,26 @@ class PegInHoleSim:
             m.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_GRAVITY)
         mujoco.mj_step(m, d, nstep=int(round(0.15 / m.opt.timestep)))
         return self._grasp_from_data()
+
+    def _calibrate_gel(self) -> None:
+        """Set the pads' contact stiffness from the inverse inertia of the settled grasp's contacts.
+
+        MuJoCo's soft contacts are specified per unit of (inverse) inertia; reading it off the grasp once per
+        scene makes ``gel_stiffness`` a true stiffness in N/m per contact point.
+        """
+        m, d = self.model, self.data
+        self._settle_grasp()
+        n = d.ncon
+        geom = d.contact.geom[:n]
+        adr = d.contact.efc_address[:n]
+        pads = np.isin(geom, self._pad_geom_ids).any(axis=1) & (adr >= 0)
+        if not pads.any():
+            raise RuntimeError("the fingers did not close on the peg: check grip_force and the peg size")
+        inv_mass = float(np.mean(d.efc_diagA[adr[pads]]))
+        k, b = gel_solref(self.cfg, inv_mass)
+        for g in self._pad_geom_ids:
+            m.geom_solref[g] = (-k, -b)
+        self.scene.gel_calibrated = True
 
     def _hand_pose(self) -> tuple[np.ndarray, np.ndarray]:
         d, q = self.data, self._q
@@ -149,7 +171,7 @@ class PegInHoleSim:
         rel_pos = _rot(hq).T @ (p - hpos)
         rel_q = _quat_mul(_quat_conj(hq), pq)
         rel_q /= np.linalg.norm(rel_q)
-        return Grasp(np.array([d.qpos[self._q["finger0"]], d.qpos[self._q["finger1"]]]), rel_pos, rel_q)
+        return Grasp(d.qpos[self._hand_joint_q].copy(), rel_pos, rel_q)
 
     def restore_grasp(self) -> None:
         self.grasp = self._copy_grasp(self.nominal_grasp)
@@ -176,9 +198,10 @@ class PegInHoleSim:
         """Evaluate the tactile sensors now: a field of shape (2 pads, R, C)."""
         return self.fields_from([self.capture()])[0]
 
-    def capture(self) -> tuple[np.ndarray, np.ndarray]:
-        """Evaluate the tactile sensors now and keep what a field needs: the raw taxel readings (2, 3, R*C)
-        and the pad loads (2, 4) (see :meth:`_pad_loads`). Cheap; :meth:`fields_from` does the rest."""
+    def capture(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Evaluate the tactile sensors now and keep what a field needs: the raw taxel readings (2, 3, R*C),
+        the normal force on each pad (2,) and the gel's shear state (2, 3): slide x, slide z (m) and twist
+        (rad) of each pad surface. Cheap; :meth:`fields_from` does the rest."""
         t0 = time.perf_counter()
         m, d = self.model, self.data
         flag = int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
@@ -187,49 +210,37 @@ class PegInHoleSim:
             mujoco.mj_sensorVel(m, d)
         finally:
             m.opt.disableflags |= flag
-        out = d.sensordata[self._idx_raw], self._pad_loads()
+        out = d.sensordata[self._idx_raw], self._pad_normal_force(), d.qpos[self._pad_joint_q]
         self.touch_seconds += time.perf_counter() - t0
         return out
 
-    def fields_from(self, captures: list[tuple[np.ndarray, np.ndarray]]) -> TactileField:
+    def fields_from(self, captures: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> TactileField:
         """Tactile fields (T, 2 pads, R, C) from captured readings, all frames and pads at once.
 
-        Depth and sliding speeds come from MuJoCo's ``tactile`` sensor. The contact forces between pad and
-        peg give the rest: the normal force is shared among the taxels in proportion to their depth, and the
-        gel's surface displacement (shear) is the elastic response of a gel layer of shear modulus
-        ``gel_shear_modulus`` and thickness ``pad_thickness`` to the traction of a rigid contact: a uniform
-        part from the tangential force and a rotation about the contact centroid from the in-plane torque.
+        Depth and sliding speeds come from MuJoCo's ``tactile`` sensor. The normal force of a pad's contacts is
+        shared among its taxels in proportion to their depth. The shear is the displacement of the gel surface
+        where it touches the peg: the pad surface's slide and twist against the gel's shear springs, evaluated
+        at each taxel.
         """
         t0 = time.perf_counter()
         rows, cols = self.cfg.taxels
         t = len(captures)
         raw = np.stack([c[0] for c in captures])  # (T, 2, 3, R*C)
-        fn, fx, fz, torque_o = np.moveaxis(np.stack([c[1] for c in captures]), -1, 0)  # each (T, 2)
+        fn = np.stack([c[1] for c in captures])  # (T, 2)
+        q = np.stack([c[2] for c in captures])  # (T, 2, 3)
         depth = raw[:, :, 0]
         slip = np.moveaxis(raw[:, :, 1:], 2, -1)
-        contact = depth > 0
-        w = contact.astype(np.float64)
-        count = w.sum(axis=-1)  # (T, 2)
-        safe = np.maximum(count, 1.0)
-        cell = self.pitch[0] * self.pitch[1]
-        xz = self._taxel_xz  # (2, R*C, 2)
-        c = np.matmul(w.swapaxes(0, 1), xz).swapaxes(0, 1) / safe[..., None]  # contact centroids (T, 2, 2)
-        cx, cz = c[..., 0], c[..., 1]
-        polar = ((w * self._taxel_r2).sum(axis=-1) - count * (cx * cx + cz * cz)) * cell
-        area = safe * cell
-        # in-plane torque (about the pad normal) of the contact forces about the centroid
-        torque = torque_o - (cx * fz - cz * fx)
-        tp = np.where(polar > 0, torque / np.where(polar > 0, polar, 1.0), 0.0)
-        comp = self.cfg.pad_thickness / self.cfg.gel_shear_modulus  # m per Pa of traction
-        x, z = xz[None, ..., 0], xz[None, ..., 1]
+        w = (depth > 0).astype(np.float64)
+        # a taxel at (x, z) on the pad surface sits at R(twist) (x, z) + (slide x, slide z) in the finger frame
+        # (pad 1's twist axis is +y, pad 0's is -y: each twists about its own outward normal)
+        ang = q[..., 2] * self._twist_sign
+        cos, sin = np.cos(ang)[..., None], np.sin(ang)[..., None]
+        x, z = self._taxel_xz[None, ..., 0], self._taxel_xz[None, ..., 1]
         shear = np.empty((t, 2, rows * cols, 2))
-        k = (comp * tp)[..., None]
-        # displacement along x: uniform part minus the rotation term; rows run down the pad, so the row
-        # component is minus the displacement along z
-        ux = (comp * (fx / area + tp * cz))[..., None] - k * z
-        uz = (comp * (fz / area - tp * cx))[..., None] + k * x
+        ux = q[..., 0, None] + (cos - 1) * x + sin * z
+        uz = q[..., 1, None] - sin * x + (cos - 1) * z
         np.multiply(ux, w, out=shear[..., 0])
-        np.multiply(uz, -w, out=shear[..., 1])
+        np.multiply(uz, -w, out=shear[..., 1])  # rows run down the pad
         total = depth.sum(axis=-1)
         force = depth * np.where(total > 0, fn / np.where(total > 0, total, 1.0), 0.0)[..., None]
         field = TactileField(
@@ -242,35 +253,20 @@ class PegInHoleSim:
         self.touch_seconds += time.perf_counter() - t0
         return field
 
-    def _pad_loads(self) -> np.ndarray:
-        """Per pad, (2, 4): total normal force (N), the tangential force the peg exerts on the gel along the
-        pad's x and z axes (N), and its in-plane torque about the pad origin (N m)."""
+    def _pad_normal_force(self) -> np.ndarray:
+        """Total normal force (N) of the contacts on each pad, (2,)."""
         d = self.data
         n = d.ncon
+        out = np.zeros(2)
         if n == 0:
-            return np.zeros((2, 4))
+            return out
         con = d.contact
         geom = con.geom[:n]
-        pads = self._pad_geom_ids
-        on0 = (geom == pads[0]).any(axis=1)
-        on1 = (geom == pads[1]).any(axis=1)
-        sel = np.flatnonzero((on0 | on1) & (con.efc_address[:n] >= 0))
-        if len(sel) == 0:
-            return np.zeros((2, 4))
-        k = on1[sel].astype(np.intp)
-        # elliptic cones: the first three constraint rows of a contact are its force in the contact frame
-        f = d.efc_force[con.efc_address[sel, None] + self._three]
-        fw = np.einsum("nij,ni->nj", con.frame[sel].reshape(-1, 3, 3), f)  # geom1 on geom2, world frame
-        sign = np.where(geom[sel, 1] == pads[k], 1.0, -1.0)
-        bodies = self._pad_body_ids[k]
-        rot = d.xmat[bodies].reshape(-1, 3, 3)
-        local_f = np.einsum("nj,nji->ni", fw * sign[:, None], rot)
-        local_p = np.einsum("nj,nji->ni", con.pos[sel] - d.xpos[bodies], rot)
-        fx = np.bincount(k, local_f[:, 0], minlength=2)
-        fz = np.bincount(k, local_f[:, 2], minlength=2)
-        tq = np.bincount(k, local_p[:, 0] * local_f[:, 2] - local_p[:, 2] * local_f[:, 0], minlength=2)
-        fn = np.bincount(k, f[:, 0], minlength=2)
-        return np.stack([fn, fx, fz, tq], axis=1)
+        adr = con.efc_address[:n]
+        for k in range(2):
+            sel = ((geom[:, 0] == self._pad_geom_ids[k]) | (geom[:, 1] == self._pad_geom_ids[k])) & (adr >= 0)
+            out[k] = d.efc_force[adr[sel]].sum()  # the first constraint row of a contact is its normal force
+        return out
 
     def peg_touches_block(self) -> bool:
         d = self.data
@@ -319,7 +315,7 @@ class PegInHoleSim:
         lowest_target = z0 - cfg.approach_gap - cfg.insertion_depth - cfg.press_depth - 0.002
         contact_target = None
         contact_tip = 0.0
-        frames: list[tuple[np.ndarray, np.ndarray]] = []
+        frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         next_frame = 0
         steps = 0
         success = False

@@ -20,14 +20,29 @@ from taclab.sim.config import SceneConfig
 from taclab.sim.shapes import Section, block_pieces, make_section
 
 PAD_NAMES = ("pad0", "pad1")
+PAD_JOINTS = tuple(f"{p}_{a}" for p in PAD_NAMES for a in ("x", "z", "twist"))
+HAND_JOINTS = ("finger0", "finger1", *PAD_JOINTS)
+"""Joints that move with the hand: their positions are the grasp state carried between attempts."""
 _SIDES = (-1.0, 1.0)  # y side of pad 0 and pad 1
 # impedance of soft contacts, constant over penetration (solimp d0 = d1)
 _GEL_IMPEDANCE = 0.9
+_PAD_MASS = 0.01  # kg, the gel pad that moves against the gel's shear springs
+_FINGER_MASS = 0.1  # kg, each finger with its slide
 _HARD_IMPEDANCE = 0.99
 
 
 # collision bits: the block meets the peg mesh; the pads meet the peg's gripped sides
 _BLOCK_BIT, _PAD_BIT, _GRIP_BIT = 1, 4, 8
+
+
+def gel_solref(cfg: SceneConfig, inv_mass: float) -> tuple[float, float]:
+    """Direct (negative) solref of a gel contact whose constraint has inverse inertia ``inv_mass``.
+
+    With a constant impedance d, a soft contact settles at penetration (1 - d) / d * A * f / k for a force f,
+    A its inverse inertia and k the solref stiffness: this k makes it f / gel_stiffness, a true N/m.
+    """
+    scale = (1 - _GEL_IMPEDANCE) / _GEL_IMPEDANCE * inv_mass
+    return cfg.gel_stiffness * scale, cfg.gel_damping * scale
 
 
 def _grip_primitive(section: Section, cfg: SceneConfig):
@@ -83,6 +98,7 @@ class PegInHoleScene:
     peg_geom: int
     taxels: tuple[TaxelLayout, TaxelLayout]
     peg_in_hand: np.ndarray  # nominal peg tip position in the hand frame (3,)
+    gel_calibrated: bool = False  # set by PegInHoleSim once the pads' contact stiffness is calibrated
 
     @property
     def block_top(self) -> float:
@@ -203,14 +219,34 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
             size=[cfg.pad_width / 2 + 0.001, 0.002, (palm_z + 0.004) / 2],
             pos=[0, side * (t + 0.002), (palm_z + 0.004) / 2 - cfg.pad_height / 2 - 0.002],
             material="metal",
-            mass=0.05,
+            mass=_FINGER_MASS,
             contype=0,
             conaffinity=0,
         )
-        pad = finger.add_body(name=PAD_NAMES[k])
+        # the gel's shear compliance: the pad surface can slide along x and z and twist about its normal
+        # relative to the finger, against springs of a gel layer of shear modulus G and thickness t:
+        # k = G A / t for translation and G J / t for the twist (J: polar moment of the pad area)
+        area = cfg.pad_width * cfg.pad_height
+        k_shear = cfg.gel_shear_modulus * area / t
+        k_twist = cfg.gel_shear_modulus * area * (cfg.pad_width**2 + cfg.pad_height**2) / 12 / t
+        pad_inertia = _PAD_MASS * (cfg.pad_width**2 + cfg.pad_height**2) / 12
+        pad = finger.add_body(name=PAD_NAMES[k], gravcomp=1.0)
+        for axis, jtype, stiff, inertia in (
+            ("x", mujoco.mjtJoint.mjJNT_SLIDE, k_shear, _PAD_MASS),
+            ("z", mujoco.mjtJoint.mjJNT_SLIDE, k_shear, _PAD_MASS),
+            ("twist", mujoco.mjtJoint.mjJNT_HINGE, k_twist, pad_inertia),
+        ):
+            pad.add_joint(
+                name=f"{PAD_NAMES[k]}_{axis}",
+                type=jtype,
+                axis={"x": [1, 0, 0], "z": [0, 0, 1], "twist": [0, side, 0]}[axis],
+                stiffness=stiff,
+                damping=2 * np.sqrt(stiff * inertia),
+            )
         # the collision pad: its inner face is the finger body's origin plane
-        k_acc = cfg.gel_stiffness * (1 - _GEL_IMPEDANCE) / (_GEL_IMPEDANCE * cfg.peg_mass)
-        b_acc = cfg.gel_damping * (1 - _GEL_IMPEDANCE) / (_GEL_IMPEDANCE * cfg.peg_mass)
+        # MuJoCo's direct solref is an acceleration per metre; this first value, referred to the peg's mass, is
+        # replaced by calibrate_gel() once the grasp shows the contacts' real inverse inertia
+        k_acc, b_acc = gel_solref(cfg, 1.0 / cfg.peg_mass)
         g = pad.add_geom(
             name=f"{PAD_NAMES[k]}_gel",
             type=mujoco.mjtGeom.mjGEOM_BOX,
@@ -244,6 +280,7 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
             conaffinity=0,
             group=3,
             rgba=[0.2, 0.8, 0.2, 0.3],
+            mass=0,
         )
         spec.add_sensor(
             name=f"{PAD_NAMES[k]}_tactile",
@@ -337,9 +374,13 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
             conaffinity=_PAD_BIT,
             **common,
         )
-    cam = wb.add_camera(name="overview", pos=[0.11, -0.13, 0.10], mode=mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODY)
-    cam.targetbody = "block"
-
+    # a camera looking at the hole's rim from the front right, the peg and the fingers in view
+    eye = np.array([0.075, -0.095, 0.075])
+    look = np.array([0.0, 0.0, cfg.block_height + 0.012]) - eye
+    look /= np.linalg.norm(look)
+    right = np.cross(look, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    wb.add_camera(name="overview", pos=eye.tolist(), xyaxes=[*right, *np.cross(right, look)], fovy=40)
     model = spec.compile()
     return _wrap(cfg, shape, clearance, section, hole, model)
 
@@ -348,7 +389,7 @@ def _wrap(cfg, shape, clearance, section, hole, model) -> PegInHoleScene:
     def jid(name):
         return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
 
-    joints = ["hand_x", "hand_y", "hand_z", "hand_yaw", "finger0", "finger1"]
+    joints = ["hand_x", "hand_y", "hand_z", "hand_yaw", *HAND_JOINTS]
     peg_body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "peg")
     peg_joint = jid("peg")
     block_body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "block")

@@ -192,3 +192,14 @@ def test_scene_renders(env):
     env.reset(seed=0)
     img = env.render_scene(width=64, height=48)
     assert img.shape == (48, 64, 3) and img.std() > 1
+
+
+def test_sensor_overrides():
+    e = PegInHoleEnv(sensor="gelsight", sensor_overrides={"noise_std": 0.0}, **SMALL)
+    a, _ = e.reset(seed=1)
+    b, _ = e.reset(seed=1)
+    np.testing.assert_array_equal(a["tactile"], b["tactile"])
+    with pytest.raises(ValueError, match="nois"):
+        PegInHoleEnv(sensor_overrides={"nois": 1.0})
+    with pytest.raises(ValueError, match="unknown optical profile 'digit'"):
+        PegInHoleEnv(sensor="digit")

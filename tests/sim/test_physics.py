@@ -28,7 +28,12 @@ def test_grasp_holds_the_peg_between_the_pads(sim):
     assert abs(g.peg_pos[0]) < 1e-6 and abs(g.peg_pos[1]) < 1e-6
     assert g.peg_pos[2] < -0.02
     assert abs(g.peg_quat[0]) > 0.9999
-    assert np.all(g.fingers < 0)  # closed past the touching position: the gel is compressed
+    fingers = g.joints[:2]
+    assert np.all(fingers < 0)  # closed past the touching position: the gel is compressed
+    # the gel's shear springs carry the peg's weight: both pad surfaces are pulled down a little, equally
+    pad_z = g.joints[[3, 6]]
+    assert np.all(pad_z < 0) and np.all(pad_z > -1e-4)
+    assert abs(pad_z[0] - pad_z[1]) < 1e-8
 
 
 def test_aligned_peg_inserts_without_touching(sim):
@@ -67,7 +72,9 @@ def test_peg_and_block_penetration_is_small(sim):
 
 
 def test_open_gripper_pads_read_zero(sim):
-    open_grasp = Grasp(np.array([0.006, 0.006]), sim.nominal_grasp.peg_pos.copy(), np.array([1.0, 0, 0, 0]))
+    joints = np.zeros_like(sim.nominal_grasp.joints)
+    joints[:2] = 0.006  # fingers open
+    open_grasp = Grasp(joints, sim.nominal_grasp.peg_pos.copy(), np.array([1.0, 0, 0, 0]))
     sim._set_state(0.0, 0.0, 0.1, 0.0, open_grasp)
     sim.data.ctrl[sim.scene.actuator["finger0"]] = sim.data.ctrl[sim.scene.actuator["finger1"]] = -5.0
     mujoco.mj_step(sim.model, sim.data, nstep=20)
