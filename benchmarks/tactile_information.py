@@ -200,13 +200,20 @@ def main() -> None:
         "Decisive errors: |ex|, |ey| > 1 mm (beyond c/2, where the label moves the peg) and |erz| > 1.5 deg.",
         "",
         f"From the images, the sign of ey is read {'less' if y_acc < x_acc else 'more'} accurately than the sign "
-        f"of ex ({100 * y_acc:.1f} % vs {100 * x_acc:.1f} %). The TLA paper found y, the axis perpendicular to the "
-        "pads, harder: in this simulator ex turns the marker field within each pad, while ey shows as a "
-        "difference between the two pads (one pad's markers move up more, the gel is pressed harder at the "
-        "bottom of one pad and the top of the other), which the network reads almost as well. Rotation is the "
-        "weakest: a rotated peg lands on the rim along a skewed line or on one corner, and what that changes "
-        "under the pads is a small shift of the contact load between the pads and along them; the raw fields "
-        "carry it better than the 64x64 noisy images keep it.",
+        f"of ex ({100 * y_acc:.1f} % vs {100 * x_acc:.1f} %). "
+        + (
+            "This agrees with the TLA paper's finding that y, the axis perpendicular to the pads, is harder. "
+            if y_acc < x_acc
+            else "The TLA paper found y, the axis perpendicular to the pads, harder; this simulator does not "
+            "reproduce that. Here ey shows as a difference between the two pads (the gel is pressed harder at the "
+            "bottom of one pad and the top of the other, and one pad's markers move up more), which the images "
+            "keep well; ex shows as a turn of the marker field within each pad, and that turn stays small because "
+            "friction between the peg's tip and the block holds the tip while the hand presses, so the peg "
+            "pivots little in the grasp. "
+        )
+        + "Rotation is the weakest: a rotated peg lands on the rim along a skewed line or on one corner, and what "
+        "that changes under the pads is a small shift of the contact load between the pads and along them; the "
+        "raw fields carry it better than the 64x64 noisy images keep it.",
         "",
         f"![accuracy]({png.name})",
         "",

@@ -108,3 +108,12 @@ def test_resolution_is_configurable():
     prof = get_profile("gelstereo").model_copy(update={"image_size": (96, 80)})
     out = OpticalRenderer(prof, grid=GRID, pitch=PITCH).render(field(imprint()))
     assert out.shape == (96, 80, 3)
+
+
+def test_depth_image_upsamples_and_smooths(renderer):
+    d = imprint()
+    img = renderer.render_depth_image(field(np.stack([d, d[:, ::-1]])))
+    assert img.shape == (2, 64, 64) and img.dtype == np.float32
+    # the smoothed imprint keeps its depth inside, and is mirrored for a mirrored field
+    assert 4.5e-4 < img[0, 32, 18] <= 5.0e-4 + 1e-9
+    np.testing.assert_allclose(img[1], img[0][:, ::-1], atol=1e-9)

@@ -360,28 +360,11 @@ class OpticalRenderer:
             raise ValueError(f"field shear has shape {shear.shape}, expected {(*depth.shape, 2)}")
         return depth, shear, batch
 
-    def _apply(self, x: np.ndarray, right: np.ndarray, sign: float) -> np.ndarray:
-        """``x @ right`` over the last (column) axis, computed so that it is exactly mirror-equivariant.
-
-        A matmul sums in a fixed order, so reversing the columns of ``x`` does not give bit-for-bit reversed
-        results; averaging the product with the reversed product of the reversed input does.
-        """
-        n = x.shape[0]
-        both = np.concatenate([x, x[..., ::-1]]).reshape(-1, x.shape[-1]) @ right
-        both = both.reshape(2 * n, *x.shape[1:-1], right.shape[1])
-        out = both[:n]
-        if sign > 0:
-            out += both[n:, ..., ::-1]
-        else:
-            out -= both[n:, ..., ::-1]
-        out *= np.float32(0.5)
-        return out
-
     def render_depth_image(self, field: TactileField) -> np.ndarray:
         """The upsampled, smoothed indentation depth (m): float32 (*batch, H, W)."""
         depth, _, batch = self._inputs(field)
         d = np.ascontiguousarray(depth.reshape(-1, *self.grid), dtype=np.float32)
-        out = self.A_h @ self._apply(d, self._awT, 1.0)
+        out = self.A_h @ (d @ self._awT)
         return out.reshape(*batch, *self.image_size)
 
     def _work(self, n: int) -> dict[str, np.ndarray]:
