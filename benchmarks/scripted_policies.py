@@ -60,7 +60,7 @@ def main() -> None:
     for name in POLICIES:
         cells = []
         for r in rows[name]:
-            steps = "-" if r["success_rate"] == 0 else f"{r['mean_steps']:.2f}"
+            steps = "-" if r["mean_steps"] is None else f"{r['mean_steps']:.2f}"
             cells.append(f"{r['success_rate']:.1f} ({steps})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     ok = all(r["success_rate"] >= 99 for r in rows["oracle"]) and all(r["success_rate"] < 5 for r in rows["zero"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -66,7 +65,7 @@ def demo(
     from taclab.demo import run_demo
 
     summary = run_demo(out, episodes=episodes, seed=seed, env_overrides=_parse_sets(set_))
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"demo finished in {summary['seconds']} s; figures: {', '.join(summary['figures'])}")
 
 
 def main() -> None:  # pragma: no cover

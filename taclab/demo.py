@@ -59,7 +59,7 @@ def run_demo(out: str | Path, episodes: int = 20, seed: int = 0, env_overrides: 
         row = [name]
         for shape in DEMO_SHAPES:
             s = results[shape][name]
-            row += [f"{s['success_rate']:.0f}", f"{s['mean_steps']:.2f}"]
+            row += [f"{s['success_rate']:.0f}", "-" if s["mean_steps"] is None else f"{s['mean_steps']:.2f}"]
         table.add_row(*row)
     console.print(table)
 

@@ -47,13 +47,14 @@ def success_stats(results: list[EpisodeResult]) -> dict:
     """Success rate (%) and the mean number of corrective steps of the successful episodes.
 
     Like the paper, "steps" counts the attempts after the first one, i.e. the corrections the policy made.
+    ``mean_steps`` is None when no episode succeeded.
     """
     n = len(results)
     ok = [r for r in results if r.success]
     return {
         "episodes": n,
-        "success_rate": 100.0 * len(ok) / n if n else float("nan"),
-        "mean_steps": float(np.mean([r.attempts - 1 for r in ok])) if ok else float("nan"),
+        "success_rate": 100.0 * len(ok) / n if n else None,
+        "mean_steps": float(np.mean([r.attempts - 1 for r in ok])) if ok else None,
     }
 
 
