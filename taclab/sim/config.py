@@ -22,7 +22,7 @@ class SceneConfig(BaseModel):
     peg_chamfer: float = Field(
         0.0006, ge=0, le=0.003, description="45-degree chamfer on the peg tip (m); 0 for a sharp tip"
     )
-    peg_vertices: list[tuple[float, float]] | None = Field(
+    peg_vertices: tuple[tuple[float, float], ...] | None = Field(
         None, description="vertices (m) of a custom convex section, used with shape 'custom'"
     )
     round_segments: int = Field(48, ge=12, le=128, description="sides of the polygon that models a round peg")

@@ -203,3 +203,18 @@ def test_sensor_overrides():
         PegInHoleEnv(sensor_overrides={"nois": 1.0})
     with pytest.raises(ValueError, match="unknown optical profile 'digit'"):
         PegInHoleEnv(sensor="digit")
+
+
+@pytest.mark.parametrize("shape", ["triangle", "round", "hexagon", "polygon:5", "custom"])
+def test_oracle_inserts_every_shape(shape):
+    scene = {"peg_vertices": [(-0.006, -0.005), (0.007, -0.005), (0.004, 0.006), (-0.005, 0.005)]}
+    e = PegInHoleEnv(shape=shape, scene=scene if shape == "custom" else {}, **SMALL)
+    oracle = make_policy("oracle")
+    for seed in range(2):
+        obs, info = e.reset(seed=seed)
+        assert info["contact"] and not info["is_success"]
+        while True:
+            obs, r, term, trunc, info = e.step(oracle.act(obs, info))
+            if term or trunc:
+                break
+        assert term, f"{shape}: oracle did not insert (seed {seed})"
