@@ -1,0 +1,141 @@
+"""The instruction format of the TLA paper (figure 3 and section IV): composite tactile image, chat sample, and
+the text codec of actions.
+
+- The **composite image** puts the 8 tactile tiles of an attempt (4 frames x 2 pads) in a 3x3 grid, time-major
+  (row 0: frame 0 pad 0, frame 0 pad 1, frame 1 pad 0; ...), the last cell white, resized to a square of
+  ``size`` pixels (616 in the paper).
+- The **chat sample** is a user turn with the image and an instruction naming the peg shape, and an assistant
+  turn with the action as text.
+- The **action codec** scales each action component by a per-dimension factor and rounds it to an integer
+  (paper IV-B): with the default resolution of 0.1 mm and 0.1 degree, ``(-0.9, 0.4, 1.3)`` is ``[-9, 4, 13]``.
+  Encoding and decoding round-trip exactly on that grid. The strict parser turns model output into an action
+  or a :class:`ParseResult` with the reason it failed; it never raises on bad text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from taclab.data.labels import DELTA_MM, MAX_ROT_DEG
+
+SHAPE_WORDS = {"square": "square", "triangle": "triangular", "round": "round", "hexagon": "hexagonal"}
+"""How an instruction names each paper shape; other shapes are named as they are."""
+
+DEFAULT_TEMPLATES = (
+    "Given the tactile images during peg-in-hole insertion tasks. Predict the correct robot action to insert "
+    "the {shape} peg. Predicted action: ",
+    "These tactile images were recorded while inserting a {shape} peg. What action corrects the peg's pose? "
+    "Predicted action: ",
+    "Based on the tactile observation, give the robot action that inserts the {shape} peg into the target "
+    "hole. Predicted action: ",
+)
+"""Instruction templates; ``{shape}`` is replaced by the shape's word. The first is the paper's figure 3."""
+
+
+def composite_image(tactile: np.ndarray, size: int = 616) -> np.ndarray:
+    """The 3x3 composite of a (4, 2, H, W, 3) uint8 tactile sequence, resized to (size, size, 3) uint8."""
+    from PIL import Image
+
+    t = np.asarray(tactile)
+    if t.ndim != 5 or t.shape[:2] != (4, 2) or t.shape[-1] != 3 or t.dtype != np.uint8:
+        raise ValueError(f"tactile must be uint8 of shape (4, 2, H, W, 3), got {t.dtype} {t.shape}")
+    if not 3 <= int(size) <= 4096:
+        raise ValueError(f"composite size must be between 3 and 4096 pixels, got {size}")
+    h, w = t.shape[2:4]
+    grid = np.full((3 * h, 3 * w, 3), 255, np.uint8)
+    for k in range(8):
+        r, c = divmod(k, 3)
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = t[k // 2, k % 2]
+    if grid.shape[:2] == (size, size):
+        return grid
+    return np.asarray(Image.fromarray(grid).resize((int(size), int(size)), Image.Resampling.BICUBIC))
+
+
+def instruction(shape: str, template: str | int = 0, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> str:
+    """The instruction text for a peg shape; ``template`` is an index into ``templates`` or a template."""
+    if isinstance(template, int):
+        if not 0 <= template < len(templates):
+            raise ValueError(f"template index {template} out of range: there are {len(templates)} templates")
+        template = templates[template]
+    if "{shape}" not in template:
+        raise ValueError(f"an instruction template must contain '{{shape}}', got {template!r}")
+    return template.format(shape=SHAPE_WORDS.get(shape, shape))
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    ok: bool
+    action: np.ndarray | None  # (dx_mm, dy_mm, drz_deg) when ok
+    error: str = ""  # why the text was rejected
+
+
+@dataclass(frozen=True)
+class ActionCodec:
+    """Actions as text: each component divided by its resolution and rounded to an integer, ``[a, b, c]``.
+
+    ``resolution`` is (mm, mm, degrees) per integer step; ``limits`` bound what :meth:`decode` accepts
+    (the action box of ``taclab/PegInHole-v0`` by default).
+    """
+
+    resolution: tuple[float, float, float] = (0.1, 0.1, 0.1)
+    limits: tuple[float, float, float] = (DELTA_MM, DELTA_MM, MAX_ROT_DEG)
+
+    def __post_init__(self):
+        if len(self.resolution) != 3 or not all(r > 0 for r in self.resolution):
+            raise ValueError(f"resolution must be 3 positive numbers (mm, mm, deg), got {self.resolution}")
+        if len(self.limits) != 3 or not all(lim > 0 for lim in self.limits):
+            raise ValueError(f"limits must be 3 positive numbers (mm, mm, deg), got {self.limits}")
+
+    _PATTERN = re.compile(r"^\s*\[\s*([+-]?\d+)\s*,\s*([+-]?\d+)\s*,\s*([+-]?\d+)\s*\]\s*$")
+
+    def to_ints(self, action) -> np.ndarray:
+        a = np.asarray(action, dtype=float)
+        if a.shape != (3,) or not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be 3 finite numbers (dx_mm, dy_mm, drz_deg), got {action!r}")
+        return np.rint(a / np.asarray(self.resolution)).astype(np.int64)
+
+    def encode(self, action) -> str:
+        """``[a, b, c]`` with the integer steps of each component."""
+        a, b, c = (int(v) for v in self.to_ints(action))
+        return f"[{a}, {b}, {c}]"
+
+    def decode(self, text: str) -> ParseResult:
+        """Parse model output strictly: exactly ``[int, int, int]`` (spaces allowed), within the limits."""
+        if not isinstance(text, str):
+            return ParseResult(False, None, f"expected text, got {type(text).__name__}")
+        m = self._PATTERN.match(text)
+        if m is None:
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            return ParseResult(False, None, f"not of the form [int, int, int]: {shown!r}")
+        steps = np.array([int(g) for g in m.groups()], dtype=np.int64)
+        action = steps * np.asarray(self.resolution)
+        over = np.abs(action) > np.asarray(self.limits) + 1e-9
+        if over.any():
+            return ParseResult(False, None, f"action {action.round(6).tolist()} outside the limits {self.limits}")
+        return ParseResult(True, action)
+
+
+def chat_sample(
+    tactile: np.ndarray, shape: str, action, codec: ActionCodec | None = None, template: str | int = 0
+) -> dict:
+    """A chat sample as vision-language models are fine-tuned on it: ``{"messages": [...]}`` with the image
+    placeholder in the user turn (the image itself is passed alongside, see :func:`composite_image`)."""
+    codec = codec or ActionCodec()
+    return {
+        "messages": [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction(shape, template)}]},
+            {"role": "assistant", "content": [{"type": "text", "text": codec.encode(action)}]},
+        ]
+    }
+
+
+def render_chat(sample: dict, image_token: str = "<|vision_start|><|image_pad|><|vision_end|>") -> str:
+    """The sample in the chat layout of the paper's figure 3 (Qwen2-VL's markers)."""
+    out = []
+    for msg in sample["messages"]:
+        parts = [image_token if c["type"] == "image" else c["text"] for c in msg["content"]]
+        out.append(f"<|im_start|>{msg['role']}\n{''.join(parts)}<|im_end|>")
+    return "\n".join(out) + "\n"
