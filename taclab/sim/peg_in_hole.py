@@ -79,7 +79,6 @@ class PegInHoleSim:
         rows, cols = cfg.taxels
         self.pitch = (cfg.pad_height / rows, cfg.pad_width / cols)
         self._block_mask = scene.block_geom_mask
-        self._pad_geoms = np.array(scene.pad_geoms)
         self.touch_seconds = 0.0  # time spent evaluating tactile fields, for benchmarks
         # where each pad's taxels sit in sensordata, in (row, column) order, and their positions (pad x, z)
         lays = scene.taxels
