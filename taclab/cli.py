@@ -68,6 +68,93 @@ def demo(
     typer.echo(f"demo finished in {summary['seconds']} s; figures: {', '.join(summary['figures'])}")
 
 
+@app.command()
+def generate(
+    config: Path = typer.Option(..., "--config", help="dataset config (YAML), e.g. configs/tla_single_peg.yaml"),
+    out: Path = typer.Option(..., help="dataset folder; an interrupted run resumes there"),
+    workers: int = typer.Option(0, help="worker processes (0: one per core)"),
+    split: list[str] = typer.Option(None, help="only these splits of the config (repeatable)"),
+    set_: list[str] = typer.Option(None, "--set", help="override for every split, key=value (repeatable)"),
+) -> None:
+    """Generate a tactile-action dataset with the random insertion policy (parquet shards + card)."""
+    import os
+
+    from taclab.data.generate import generate as run
+    from taclab.data.generate import read_config
+
+    splits = read_config(config, _parse_sets(set_))
+    if split:
+        known = [s.split for s in splits]
+        bad = sorted(set(split) - set(known))
+        if bad:
+            raise typer.BadParameter(f"unknown split(s) {bad}; the config has {known}")
+        splits = [s for s in splits if s.split in split]
+    for cfg in splits:
+        run(cfg, out, workers=workers or os.cpu_count() or 1)
+    typer.echo(f"wrote {out} ({', '.join(s.split for s in splits)})")
+
+
+dataset_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("info")
+def dataset_info(path: Path = typer.Argument(..., help="dataset folder")) -> None:
+    """Print the dataset card and check every split (shards, counts, schema)."""
+    from taclab.data.storage import load, read_meta
+
+    meta = read_meta(path)
+    typer.echo((path / "README.md").read_text())
+    for name in meta["splits"]:
+        ds = load(path, name)
+        typer.echo(f"split {name}: {len(ds)} samples, checked")
+
+
+@dataset_app.command("show")
+def dataset_show(
+    path: Path = typer.Argument(..., help="dataset folder"),
+    index: int = typer.Option(0, help="sample index"),
+    split: str = typer.Option("train", help="split"),
+    out: Path = typer.Option(None, help="PNG to write (default: PATH/sample-SPLIT-INDEX.png)"),
+) -> None:
+    """Save a PNG of one sample: its 8 tiles, its error and its label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from taclab.data.storage import load, tactile_array
+    from taclab.utils import save_png
+    from taclab.viz import tactile_figure
+
+    ds = load(path, split)
+    if not 0 <= index < len(ds):
+        raise typer.BadParameter(f"index {index} out of range: split {split!r} has {len(ds)} samples")
+    ex = ds[index]
+    err = [round(v, 2) for v in ex["error"]]
+    lab = [round(v, 2) for v in ex["label"]]
+    title = f"{split}[{index}] {ex['shape']} c={ex['clearance_mm']:g} mm: error {err} -> label {lab}"
+    fig = tactile_figure([tactile_array(ex)], [title])
+    target = out or path / f"sample-{split}-{index}.png"
+    save_png(target, fig)
+    plt.close(fig)
+    typer.echo(str(target))
+
+
+@dataset_app.command("export-jsonl")
+def dataset_export_jsonl(
+    path: Path = typer.Argument(..., help="dataset folder"),
+    out: Path = typer.Option(..., help="output folder for SPLIT.jsonl and images/"),
+    split: str = typer.Option("train", help="split"),
+    size: int = typer.Option(616, help="side of the composite image (pixels)"),
+    vary_template: bool = typer.Option(False, help="cycle through the instruction templates"),
+) -> None:
+    """Export a split in the chat format (messages + image paths) as JSONL."""
+    from taclab.data.instruct import export_jsonl
+
+    typer.echo(str(export_jsonl(path, split, out, size=size, vary_template=vary_template)))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -118,9 +118,7 @@ class ActionCodec:
         return ParseResult(True, action)
 
 
-def chat_sample(
-    tactile: np.ndarray, shape: str, action, codec: ActionCodec | None = None, template: str | int = 0
-) -> dict:
+def chat_sample(shape: str, action, codec: ActionCodec | None = None, template: str | int = 0) -> dict:
     """A chat sample as vision-language models are fine-tuned on it: ``{"messages": [...]}`` with the image
     placeholder in the user turn (the image itself is passed alongside, see :func:`composite_image`)."""
     codec = codec or ActionCodec()
@@ -139,3 +137,38 @@ def render_chat(sample: dict, image_token: str = "<|vision_start|><|image_pad|><
         parts = [image_token if c["type"] == "image" else c["text"] for c in msg["content"]]
         out.append(f"<|im_start|>{msg['role']}\n{''.join(parts)}<|im_end|>")
     return "\n".join(out) + "\n"
+
+
+def export_jsonl(path, split: str, out, size: int = 616, codec: ActionCodec | None = None, vary_template: bool = False):
+    """Write a split as ``out/<split>.jsonl`` (``messages`` + ``images``) and ``out/images/<split>-N.png``.
+
+    For users who fine-tune large models with their own GPU stack. With ``vary_template`` the instruction
+    wording cycles through :data:`DEFAULT_TEMPLATES`. Files are written to temporary names and renamed.
+    """
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from taclab.data.storage import load, tactile_array
+
+    codec = codec or ActionCodec()
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    ds = load(path, split)
+    target = out / f"{split}.jsonl"
+    tmp = target.with_name(f".{target.name}.tmp")
+    with tmp.open("w") as f:
+        for i in range(len(ds)):
+            ex = ds[i]
+            name = f"images/{split}-{i:06d}.png"
+            img_path = out / name
+            if not img_path.is_file():
+                part = img_path.with_name(f".{img_path.name}.tmp")
+                Image.fromarray(composite_image(tactile_array(ex), size)).save(part, format="png")
+                part.replace(img_path)
+            template = i % len(DEFAULT_TEMPLATES) if vary_template else 0
+            sample = chat_sample(ex["shape"], ex["label"], codec, template)
+            f.write(json.dumps({**sample, "images": [name]}) + "\n")
+    tmp.replace(target)
+    return target

@@ -76,7 +76,7 @@ def test_instruction_and_chat_sample():
         instruction("square", template=9)
     with pytest.raises(ValueError, match="shape"):
         instruction("square", template="no placeholder")
-    s = chat_sample(seq(), "hexagon", [-0.9, 0.4, 1.3])
+    s = chat_sample("hexagon", [-0.9, 0.4, 1.3])
     text = render_chat(s)
     assert text.startswith("<|im_start|>user\n<|vision_start|>")
     assert "insert the hexagonal peg" in text and "<|im_start|>assistant\n[-9, 4, 13]<|im_end|>" in text
