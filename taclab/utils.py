@@ -22,6 +22,31 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 
 
+def read_json_record(
+    path: str | Path, keys: tuple[str, ...], missing: str, error: type[Exception] = ValueError
+) -> dict:
+    """Read a JSON object and check it has ``keys``.
+
+    A missing file raises ``FileNotFoundError`` (or ``error`` when it is a subclass of ``ValueError``) with
+    ``missing`` appended; invalid JSON or a missing key raises ``error`` naming the file and the key.
+    """
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise (error if issubclass(error, FileNotFoundError) else FileNotFoundError)(f"{p} not found: {missing}")
+    try:
+        record = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise error(f"{p} is not valid JSON: {e}") from None
+    if not isinstance(record, dict):
+        raise error(f"{p} does not hold a JSON object")
+    for key in keys:
+        if key not in record:
+            raise error(f"{p} lacks the key {key!r}")
+    return record
+
+
 def save_png(path: str | Path, image) -> Path:
     """Save an (H, W, 3) uint8 array or a matplotlib figure as PNG, atomically."""
     import io

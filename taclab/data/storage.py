@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from taclab.data.generate import COLUMNS, FORMAT_VERSION, untile_sequence
+from taclab.utils import read_json_record
 
 
 class DatasetError(ValueError):
@@ -18,13 +18,7 @@ def read_meta(path: str | Path) -> dict:
     p = Path(path) / "dataset.json"
     if not p.is_file():
         raise DatasetError(f"{p} not found: {path} is not a taclab dataset (run `taclab generate` first)")
-    try:
-        meta = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{p} is not valid JSON: {e}") from None
-    for key in ("format_version", "splits", "columns"):
-        if key not in meta:
-            raise DatasetError(f"{p} lacks the key {key!r}")
+    meta = read_json_record(p, ("format_version", "splits", "columns"), "not a taclab dataset", DatasetError)
     if meta["format_version"] != FORMAT_VERSION:
         raise DatasetError(f"{p}: format version {meta['format_version']}, this taclab reads {FORMAT_VERSION}")
     return meta

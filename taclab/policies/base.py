@@ -63,17 +63,9 @@ class Policy(ABC):
 
 
 def _read_meta(directory: str | Path) -> dict[str, Any]:
-    p = Path(directory) / "policy.json"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} not found: not a taclab policy checkpoint")
-    try:
-        meta = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p} is not valid JSON: {e}") from None
-    for key in ("policy", "config"):
-        if key not in meta:
-            raise ValueError(f"{p} lacks the key {key!r}")
-    return meta
+    from taclab.utils import read_json_record
+
+    return read_json_record(Path(directory) / "policy.json", ("policy", "config"), "not a taclab policy checkpoint")
 
 
 def make_policy(name: str, **kwargs) -> Policy:
