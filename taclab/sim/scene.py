@@ -113,9 +113,10 @@ def _quat_from_axes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return q
 
 
-def _prism(spec: mujoco.MjSpec, name: str, bottom: np.ndarray, top: np.ndarray, z0: float, z1: float):
+def _hull_mesh(spec: mujoco.MjSpec, name: str, layers: list[tuple[np.ndarray, float]]):
+    """A convex mesh through horizontal polygon layers ``(vertices (n, 2), z)``; MuJoCo takes their hull."""
     mesh = spec.add_mesh(name=name)
-    verts = np.concatenate([np.c_[bottom, np.full(len(bottom), z0)], np.c_[top, np.full(len(top), z1)]], axis=0)
+    verts = np.concatenate([np.c_[poly, np.full(len(poly), z)] for poly, z in layers], axis=0)
     mesh.uservert = verts.reshape(-1).tolist()
     return mesh
 
@@ -167,7 +168,7 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
     # hole block: convex pieces (meshes) in one static body
     block = wb.add_body(name="block")
     for i, poly in enumerate(pieces):
-        _prism(spec, f"block{i}", poly, poly, 0.0, cfg.block_height)
+        _hull_mesh(spec, f"block{i}", [(poly, 0.0), (poly, cfg.block_height)])
         block.add_geom(
             name=f"block{i}",
             type=mujoco.mjtGeom.mjGEOM_MESH,
@@ -330,14 +331,7 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
     peg.add_freejoint(name="peg")
     w = cfg.peg_chamfer
     tip = section.offset(-w).vertices if w > 0 else section.vertices
-    pm = _prism(spec, "peg", tip, section.vertices, 0.0, w)
-    pm.uservert = (
-        np.concatenate(
-            [np.asarray(pm.uservert).reshape(-1, 3), np.c_[section.vertices, np.full(section.n, cfg.peg_length)]]
-        )
-        .reshape(-1)
-        .tolist()
-    )
+    pm = _hull_mesh(spec, "peg", [(tip, 0.0), (section.vertices, w), (section.vertices, cfg.peg_length)])
     grip = _grip_primitive(section, cfg)
     common = dict(
         # MuJoCo takes the larger friction of a pair and mixes solver parameters by solmix: with the peg's

@@ -123,7 +123,6 @@ def convex_polygon(vertices, name: str = "custom") -> Section:
         raise ValueError(f"a convex polygon needs an (n>=3, 2) array of vertices, got shape {v.shape}")
     if not np.all(np.isfinite(v)):
         raise ValueError("polygon vertices must be finite")
-    e = np.roll(v, -1, axis=0) - v
     area2 = float(np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1]))
     if area2 < 0:
         v = v[::-1]
@@ -131,7 +130,6 @@ def convex_polygon(vertices, name: str = "custom") -> Section:
         raise ValueError("polygon vertices are degenerate (zero area)")
     if not _is_convex_ccw(v):
         raise ValueError("polygon vertices must form a strictly convex polygon (no reflex or collinear vertices)")
-    del e
     return Section(name, _recentre(v))
 
 
