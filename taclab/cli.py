@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -153,6 +154,107 @@ def dataset_export_jsonl(
     from taclab.data.instruct import export_jsonl
 
     typer.echo(str(export_jsonl(path, split, out, size=size, vary_template=vary_template)))
+
+
+@contextmanager
+def _clear_errors():
+    """Bad input ends the command with its message (no traceback) and exit code 2."""
+    from taclab.train.loop import TrainingError
+
+    try:
+        yield
+    except (ValueError, FileNotFoundError, TrainingError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def train(
+    policy: str = typer.Option(None, help="policy to train (bc, dp, ...); or set policy: in --config"),
+    data: Path = typer.Option(..., help="dataset folder (taclab generate)"),
+    out: Path = typer.Option(..., help="run folder: logs, checkpoints, policy/"),
+    config: Path = typer.Option(None, help="run config YAML with policy/train/model sections"),
+    set_: list[str] = typer.Option(None, "--set", help="override train.<key>=value or model.<key>=value"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+) -> None:
+    """Train a policy on a dataset with the shared loop (AdamW, warm-up + cosine, EMA, checkpoints)."""
+    from taclab.train import load_run_config
+    from taclab.train import train as run_train
+
+    with _clear_errors():
+        run = load_run_config(config, policy, _parse_sets(set_))
+        final = run_train(run, data, out, resume=resume)
+    typer.echo(f"policy saved to {final}; logs and learning_curve.png in {out}")
+
+
+eval_app = typer.Typer(help="Evaluate policies offline (dataset metrics) or in closed loop.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("offline")
+def eval_offline(
+    policy: str = typer.Option(..., help="checkpoint folder, training run folder, or policy name (oracle, zero, ...)"),
+    data: Path = typer.Option(..., help="dataset folder"),
+    split: str = typer.Option("test", help="split to score"),
+    out: Path = typer.Option(..., help="folder for offline_<split>.json and the predictions"),
+    name: str = typer.Option(None, help="row name in reports (default: the policy's name)"),
+    batch_size: int = typer.Option(64, min=1, help="samples per forward pass"),
+    limit: int = typer.Option(None, min=1, help="score only the first N samples"),
+) -> None:
+    """GCR, L1 over correct actions, direction accuracy and L1 over all samples on a test split."""
+    from taclab.eval.offline import evaluate_offline
+
+    with _clear_errors():
+        rec = evaluate_offline(policy, data, split, name=name, out=out, batch_size=batch_size, limit=limit)
+    m = rec["metrics"]
+    typer.echo(
+        f"{rec['name']} on {split} ({m['samples']} samples): GCR {m['gcr']:.1f} %, L1 x/y/rz over correct "
+        f"{_f(m['l1_x'])}/{_f(m['l1_y'])}/{_f(m['l1_rz'])}; written to {out}"
+    )
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+@eval_app.command("closed-loop")
+def eval_closed_loop(
+    policy: str = typer.Option(..., help="checkpoint folder, training run folder, or policy name (oracle, zero, ...)"),
+    out: Path = typer.Option(..., help="folder for closed_loop.json"),
+    tasks: str = typer.Option("paper", help="'paper' (tables III and IV) or shape:clearance_mm,... list"),
+    episodes: int = typer.Option(50, min=1, help="episodes per task"),
+    seed: int = typer.Option(0, help="seed of the episodes"),
+    workers: int = typer.Option(0, help="worker processes (0: one per core)"),
+    name: str = typer.Option(None, help="row name in reports (default: the policy's name)"),
+    set_: list[str] = typer.Option(None, "--set", help="env config override key=value (repeatable)"),
+) -> None:
+    """Success rate and attempts in taclab/PegInHole-v0, per clearance and shape, in parallel."""
+    from taclab.eval.closed_loop import evaluate_closed_loop, parse_tasks
+
+    with _clear_errors():
+        rec = evaluate_closed_loop(
+            policy, parse_tasks(tasks), episodes, seed=seed, workers=workers or None, name=name, out=out,
+            env_overrides=_parse_sets(set_),
+        )  # fmt: skip
+    for t in rec["tasks"]:
+        steps = "-" if t["mean_steps"] is None else f"{t['mean_steps']:.2f}"
+        typer.echo(f"{t['shape']:>9} {t['clearance_mm']:.1f} mm: success {t['success_rate']:5.1f} %, steps {steps}")
+    o = rec["overall"]
+    typer.echo(f"failures {o['failures']}, malformed {o['malformed']}, {_f(o['ms_per_action'])} ms/action; {out}")
+
+
+@app.command()
+def report(
+    results: list[Path] = typer.Argument(..., help="evaluation folders or JSON records"),
+    out: Path = typer.Option(..., help="folder for report.md, the CSV/JSON tables and the figures"),
+    title: str = typer.Option("taclab: TLA tables I-IV", help="report title"),
+) -> None:
+    """Tables I-IV in the paper's layout (markdown, CSV, JSON) beside the paper's numbers, plus figures."""
+    from taclab.eval.report import make_report
+
+    with _clear_errors():
+        path = make_report(results, out, title)
+    typer.echo(str(path))
 
 
 def main() -> None:  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -18,19 +19,47 @@ class EpisodeResult:
     success: bool
     attempts: int  # attempts made, the first one included
     initial_error: list[float]  # (ex_mm, ey_mm, erz_deg)
+    failures: int = 0  # actions that raised or were not 3 finite numbers (replaced by the zero action)
+    malformed: int = 0  # actions the policy itself flagged as malformed (e.g. unparsable text)
+    actions: int = 0  # actions requested from the policy
+    act_seconds: float = 0.0  # time spent in policy.act
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def safe_act(policy: Policy, obs, info) -> tuple[np.ndarray, bool, bool]:
+    """``policy.act`` that never ends an episode: an exception or an action that is not 3 finite numbers gives
+    the zero action and ``failed=True``; ``malformed`` is the policy's own flag (``policy.last_malformed``)."""
+    try:
+        a = np.asarray(policy.act(obs, info), dtype=np.float64).reshape(-1)
+        if a.shape != (3,) or not np.isfinite(a).all():
+            raise ValueError(f"action {a!r} is not 3 finite numbers")
+    except Exception:  # noqa: BLE001 - counted as an inference failure, the episode goes on
+        return np.zeros(3, np.float32), True, False
+    return a.astype(np.float32), False, bool(getattr(policy, "last_malformed", False))
+
+
 def run_episode(env: PegInHoleEnv, policy: Policy, seed: int, options: dict | None = None) -> EpisodeResult:
+    """One episode: reset, then one policy action per failed attempt until success or the attempt limit.
+
+    The policy gets the task (shape, clearance) on ``reset``; only privileged policies read ``info`` in ``act``.
+    """
     obs, info = env.reset(seed=seed, options=options)
-    policy.reset()
+    policy.reset({"shape": info["shape"], "clearance_mm": info["clearance_mm"]})
     first = info["error"].tolist()
+    failures = malformed = actions = 0
+    act_s = 0.0
     while True:
         if info["is_success"]:
             break
-        obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
+        t = time.perf_counter()
+        action, failed, bad = safe_act(policy, obs, info if policy.privileged else None)
+        act_s += time.perf_counter() - t
+        actions += 1
+        failures += failed
+        malformed += bad
+        obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             break
     return EpisodeResult(
@@ -40,6 +69,10 @@ def run_episode(env: PegInHoleEnv, policy: Policy, seed: int, options: dict | No
         success=bool(info["is_success"]),
         attempts=int(info["attempt"]),
         initial_error=[round(float(v), 4) for v in first],
+        failures=failures,
+        malformed=malformed,
+        actions=actions,
+        act_seconds=act_s,
     )
 
 
@@ -51,10 +84,15 @@ def success_stats(results: list[EpisodeResult]) -> dict:
     """
     n = len(results)
     ok = [r for r in results if r.success]
+    actions = sum(r.actions for r in results)
     return {
         "episodes": n,
         "success_rate": 100.0 * len(ok) / n if n else None,
         "mean_steps": float(np.mean([r.attempts - 1 for r in ok])) if ok else None,
+        "actions": actions,
+        "failures": sum(r.failures for r in results),
+        "malformed": sum(r.malformed for r in results),
+        "ms_per_action": 1000.0 * sum(r.act_seconds for r in results) / actions if actions else None,
     }
 
 
@@ -71,6 +109,12 @@ def _episodes_worker(job: tuple) -> list[dict]:
         return [run_episode(env, policy, seed=s, options=task).to_dict() for s in seeds]
     finally:
         env.close()
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one worker process per core
 
 
 def evaluate(
@@ -109,7 +153,7 @@ def evaluate(
                 out[t].extend(EpisodeResult(**r) for r in res)
                 bar.advance(task_id, len(res))
         else:
-            with mp.get_context("spawn").Pool(workers) as pool:
+            with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
                 for (t, _), res in zip(jobs, pool.imap(_episodes_worker, [j for _, j in jobs]), strict=True):
                     out[t].extend(EpisodeResult(**r) for r in res)
                     bar.advance(task_id, len(res))

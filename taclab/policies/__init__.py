@@ -1,6 +1,6 @@
 """Policies: a common interface (``base``) and one module per policy family."""
 
-from taclab.policies import scripted  # noqa: F401 - registers oracle, random, zero
+from taclab.policies import bc, dp, scripted  # noqa: F401 - registers bc, dp, oracle, random, zero
 from taclab.policies.base import POLICIES, Policy, load_policy, make_policy, register
 
 __all__ = ["POLICIES", "Policy", "load_policy", "make_policy", "register"]

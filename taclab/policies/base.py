@@ -37,8 +37,9 @@ class Policy(ABC):
     name: ClassVar[str] = ""
     privileged: ClassVar[bool] = False
 
-    def reset(self) -> None:  # noqa: B027 - stateless policies need nothing
-        """Forget any per-episode state. Called at the start of every episode."""
+    def reset(self, task: dict[str, Any] | None = None) -> None:  # noqa: B027 - stateless policies need nothing
+        """Forget any per-episode state. Called at the start of every episode with the task specification
+        (``{"shape": ..., "clearance_mm": ...}``): what a user would tell the robot, not privileged state."""
 
     @abstractmethod
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> np.ndarray: ...
@@ -77,9 +78,13 @@ def make_policy(name: str, **kwargs) -> Policy:
 
 
 def load_policy(directory: str | Path) -> Policy:
-    """Load any registered policy from its checkpoint folder."""
+    """Load any registered policy from its checkpoint folder (or from a training run folder holding
+    ``policy/``)."""
     from taclab import policies as _  # noqa: F401
 
+    directory = Path(directory)
+    if not (directory / "policy.json").is_file() and (directory / "policy" / "policy.json").is_file():
+        directory = directory / "policy"
     meta = _read_meta(directory)
     if meta["policy"] not in POLICIES:
         raise ValueError(f"{directory}: unknown policy {meta['policy']!r}; allowed: {sorted(POLICIES)}")

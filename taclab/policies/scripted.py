@@ -36,7 +36,7 @@ class RandomPolicy(Policy):
         self._episode = 0
         self.rng = np.random.default_rng(self.seed)
 
-    def reset(self) -> None:
+    def reset(self, task=None) -> None:
         self.rng = np.random.default_rng([self.seed, self._episode])
         self._episode += 1
 

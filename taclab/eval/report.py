@@ -1,0 +1,325 @@
+"""Tables I to IV of the TLA paper from taclab's evaluation records, with the paper's numbers beside them.
+
+Inputs are the JSON records written by ``taclab eval offline`` (``offline_<split>.json``) and ``taclab eval
+closed-loop`` (``closed_loop.json``); each record carries the row name it is reported under (``--name``).
+
+- Table I: offline metrics on the split ``test`` (the single-peg test set);
+- Table II: offline metrics on ``test_id`` (seen shapes) and ``test_ood`` (unseen shapes);
+- Table III: closed loop, the square peg at 2.0, 1.6 and 1.0 mm, and the total over the three;
+- Table IV: closed loop at 2.0 mm, square and triangle (seen by multi-peg training) and round and hexagon.
+
+The paper prints the OOD GCR of table II as fractions (0.152); they are shown here as percentages (15.2).
+Every table is written as markdown (report.md), CSV and JSON; figures are the action arrows of the paper's
+figure 4 and success-rate bars.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from taclab.utils import atomic_write_bytes, atomic_write_text, save_png
+
+PAPER = {
+    "table1": {
+        "BC": (10.4, 0.803, 0.302, 0.205),
+        "DP": (8.5, 0.370, 0.382, 0.568),
+        "SP-TLA": (12.5, 0.079, 0.122, 0.173),
+    },
+    "table2": {
+        "BC": ((18.4, 0.260, 0.655, 0.186), (15.2, 0.286, 0.722, 0.246)),
+        "DP": ((7.4, 0.371, 0.348, 0.480), (8.0, 0.386, 0.369, 0.544)),
+        "MP-TLA": ((18.4, 0.102, 0.114, 0.135), (16.5, 0.121, 0.102, 0.184)),
+    },
+    "table3": {  # (success %, steps) at 2.0, 1.6, 1.0 mm and in total
+        "BC": ((44, 2.60), (32, 4.00), (18, 4.44), (31, 3.68)),
+        "DP": ((58, 2.45), (43, 4.35), (20, 4.70), (40, 3.83)),
+        "SP-TLA": ((96, 3.15), (94, 3.77), (74, 4.37), (88, 3.76)),
+        "MP-TLA": ((94, 3.04), (86, 3.30), (90, 4.35), (90, 3.56)),
+    },
+    "table4": {  # (success %, steps) for square, triangle, round, hexagon at 2.0 mm
+        "BC": ((60, 3.37), (84, 2.67), (62, 2.84), (66, 2.30)),
+        "DP": ((60, 3.60), (60, 3.40), (56, 2.89), (54, 2.37)),
+        "SP-TLA": ((96, 3.15), (76, 2.82), (92, 2.80), (90, 2.78)),
+        "MP-TLA": ((94, 3.04), (92, 1.80), (94, 2.66), (96, 3.00)),
+    },
+}
+"""The numbers of the paper's tables I to IV, as printed."""
+
+CLEARANCES = (2.0, 1.6, 1.0)
+SHAPES = ("square", "triangle", "round", "hexagon")
+OFFLINE_COLS = ("GCR (%)", "L1 x (mm)", "L1 y (mm)", "L1 rz (deg)")
+OFFLINE_KEYS = ("gcr", "l1_x", "l1_y", "l1_rz")
+
+
+def collect(paths: list[str | Path]) -> list[dict]:
+    """Every evaluation record (JSON with ``kind`` offline or closed_loop) in the given files and folders."""
+    records = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+        files = [p] if p.is_file() else sorted(p.rglob("*.json"))
+        for f in files:
+            try:
+                rec = json.loads(f.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(rec, dict) and rec.get("kind") in ("offline", "closed_loop"):
+                rec["_file"] = str(f)
+                records.append(rec)
+    return records
+
+
+def _fmt(v, digits: int) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return f"{v:.{digits}f}"
+
+
+def _offline_row(rec: dict | None) -> list:
+    if rec is None:
+        return [None] * 4
+    return [rec["metrics"].get(k) for k in OFFLINE_KEYS]
+
+
+def _pool(task_rows: list[dict]) -> tuple[float | None, float | None]:
+    eps = [e for t in task_rows for e in t["episode_results"]]
+    if not eps:
+        return None, None
+    ok = [e for e in eps if e["success"]]
+    return 100.0 * len(ok) / len(eps), (float(np.mean([e["attempts"] - 1 for e in ok])) if ok else None)
+
+
+def _task(rec: dict, shape: str, clearance: float) -> dict | None:
+    for t in rec["tasks"]:
+        if t["shape"] == shape and abs(t["clearance_mm"] - clearance) < 1e-9:
+            return t
+    return None
+
+
+def build_tables(records: list[dict]) -> dict[str, dict]:
+    """The four tables as ``{"columns": [...], "rows": [[name, source, values...], ...]}``; source is
+    "taclab" or "paper"."""
+    by_split: dict[str, dict[str, dict]] = {}
+    loops: dict[str, dict] = {}
+    for r in records:
+        if r["kind"] == "offline":
+            by_split.setdefault(r["split"], {})[r["name"]] = r
+        else:
+            loops[r["name"]] = r
+    tables: dict[str, dict] = {}
+
+    rows = [[n, "taclab", *_offline_row(r)] for n, r in by_split.get("test", {}).items()]
+    rows += [[n, "paper", *v] for n, v in PAPER["table1"].items()]
+    tables["table1"] = {"title": "Table I: single-peg test set", "columns": list(OFFLINE_COLS), "rows": rows}
+
+    names = list(dict.fromkeys([*by_split.get("test_id", {}), *by_split.get("test_ood", {})]))
+    rows = [
+        [
+            n,
+            "taclab",
+            *_offline_row(by_split.get("test_id", {}).get(n)),
+            *_offline_row(by_split.get("test_ood", {}).get(n)),
+        ]
+        for n in names
+    ]
+    rows += [[n, "paper", *v[0], *v[1]] for n, v in PAPER["table2"].items()]
+    cols = [f"ID {c}" for c in OFFLINE_COLS] + [f"OOD {c}" for c in OFFLINE_COLS]
+    tables["table2"] = {
+        "title": "Table II: multi-peg test sets (ID: seen shapes, OOD: unseen)",
+        "columns": cols,
+        "rows": rows,
+    }
+
+    rows = []
+    for n, r in loops.items():
+        cells = [_task(r, "square", c) for c in CLEARANCES]
+        if not any(cells):
+            continue
+        vals = []
+        for t in cells:
+            vals += [t["success_rate"], t["mean_steps"]] if t else [None, None]
+        vals += list(_pool([t for t in cells if t]))
+        rows.append([n, "taclab", *vals])
+    rows += [[n, "paper", *(x for pair in v for x in pair)] for n, v in PAPER["table3"].items()]
+    cols = [f"{h} {c}" for c in ("2.0 mm", "1.6 mm", "1.0 mm", "Total") for h in ("Suc (%)", "Step")]
+    tables["table3"] = {"title": "Table III: square peg, clearances 2.0 / 1.6 / 1.0 mm", "columns": cols, "rows": rows}
+
+    rows = []
+    for n, r in loops.items():
+        cells = [_task(r, s, 2.0) for s in SHAPES]
+        if not any(cells):
+            continue
+        vals = []
+        for t in cells:
+            vals += [t["success_rate"], t["mean_steps"]] if t else [None, None]
+        rows.append([n, "taclab", *vals])
+    rows += [[n, "paper", *(x for pair in v for x in pair)] for n, v in PAPER["table4"].items()]
+    cols = [f"{h} {s}" for s in SHAPES for h in ("Suc (%)", "Step")]
+    tables["table4"] = {
+        "title": "Table IV: peg shapes at 2.0 mm (square, triangle: ID; round, hexagon: OOD)",
+        "columns": cols,
+        "rows": rows,
+    }
+
+    rows = []
+    for split, recs in sorted(by_split.items()):
+        for n, r in recs.items():
+            m = r["metrics"]
+            rows.append(
+                [n, split, m["samples"], m["gcr"], *(m[f"direction_{d}"] for d in ("x", "y", "rz"))]
+                + [*(m[f"l1_all_{d}"] for d in ("x", "y", "rz")), m.get("malformed_rate"), m.get("ms_per_sample")]
+            )
+    cols = ["samples", "GCR (%)", "dir x (%)", "dir y (%)", "dir rz (%)", "L1all x", "L1all y", "L1all rz"]
+    cols += ["malformed (%)", "ms/sample"]
+    tables["offline_extra"] = {
+        "title": "Offline metrics in full (per split)",
+        "columns": cols,
+        "rows": rows,
+        "split_col": True,
+    }
+
+    rows = []
+    for n, r in loops.items():
+        o = r["overall"]
+        rows.append(
+            [
+                n,
+                "taclab",
+                o["episodes"],
+                o["success_rate"],
+                o["mean_steps"],
+                o["failures"],
+                o["malformed"],
+                o["ms_per_action"],
+            ]
+        )
+    cols = ["episodes", "Suc (%)", "Step", "inference failures", "malformed", "ms/action"]
+    tables["closed_loop_extra"] = {
+        "title": "Closed loop over all tasks: failures and inference latency",
+        "columns": cols,
+        "rows": rows,
+    }
+    return tables
+
+
+def _digits(col: str) -> int:
+    if col.startswith("L1") or " L1" in col:
+        return 3
+    if "Step" in col or "ms/" in col:
+        return 2
+    if col in ("episodes", "samples", "inference failures", "malformed"):
+        return 0
+    return 1
+
+
+def to_markdown(table: dict) -> str:
+    second = "split" if table.get("split_col") else "source"
+    head = ["Method", second, *table["columns"]]
+    lines = [f"### {table['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table["rows"]:
+        cells = [str(row[0]), str(row[1])] + [
+            _fmt(v, _digits(c)) for v, c in zip(row[2:], table["columns"], strict=True)
+        ]
+        if row[1] == "paper":
+            cells = [f"*{c}*" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["method", "split" if table.get("split_col") else "source", *table["columns"]])
+    w.writerows(table["rows"])
+    return buf.getvalue()
+
+
+def action_arrows(
+    pred_file: str | Path, title: str, path: str | Path, max_samples: int = 300, scale: float = 2.0
+) -> Path:
+    """The paper's figure 4: per pair of dimensions, an arrow from each sample's pose error along the predicted
+    action (scaled by ``scale``), blue when correct and orange when wrong (see ``pair_correct``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from taclab.eval.metrics import pair_correct
+
+    z = np.load(pred_file)
+    e, a = z["error"][:max_samples], z["action"][:max_samples]
+    names = ("x (mm)", "y (mm)", "rz (deg)")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (i, j) in zip(axes, ((0, 1), (0, 2), (1, 2)), strict=True):
+        ok = pair_correct(e, a, (i, j))
+        for mask, color, label in ((ok, "tab:blue", "correct"), (~ok, "tab:orange", "wrong")):
+            ax.quiver(
+                e[mask, i], e[mask, j], scale * a[mask, i], scale * a[mask, j],
+                color=color, angles="xy", scale_units="xy", scale=1, width=0.004,
+                label=f"{label} ({100 * mask.mean():.0f} %)",
+            )  # fmt: skip
+        ax.axhline(0, color="0.8", lw=0.8)
+        ax.axvline(0, color="0.8", lw=0.8)
+        ax.set_xlabel(f"error {names[i]}")
+        ax.set_ylabel(f"error {names[j]}")
+        ax.legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"{title}: arrows start at the pose error and point along the predicted action (x{scale})")
+    fig.tight_layout()
+    p = save_png(path, fig)
+    plt.close(fig)
+    return p
+
+
+def make_report(paths: list[str | Path], out: str | Path, title: str = "taclab: TLA tables I-IV") -> Path:
+    """Write report.md, table CSVs, report.json and figures into ``out``; returns report.md's path."""
+    from taclab.viz import success_bars
+
+    out = Path(out)
+    records = collect(paths)
+    if not records:
+        raise ValueError(
+            f"no evaluation records (offline_*.json / closed_loop.json) found in {[str(p) for p in paths]}"
+        )
+    tables = build_tables(records)
+    md = [f"# {title}", "", "Rows in *italics* are the numbers printed in the TLA paper; the others are measured.", ""]
+    for key, t in tables.items():
+        if not t["rows"]:
+            continue
+        md.append(to_markdown(t))
+        atomic_write_text(out / f"{key}.csv", to_csv(t))
+    figures = []
+    for r in records:
+        if r["kind"] == "offline" and r["split"] == "test":
+            npz = Path(r["_file"]).with_name(f"offline_{r['split']}_predictions.npz")
+            if npz.is_file():
+                slug = "".join(c if c.isalnum() else "_" for c in r["name"]).strip("_").lower()
+                figures.append(action_arrows(npz, f"{r['name']}, single-peg test set", out / f"actions_{slug}.png"))
+    loops = {r["name"]: r for r in records if r["kind"] == "closed_loop"}
+    for key, group, fig_name in (
+        ("clearance", CLEARANCES, "success_clearance.png"),
+        ("shape", SHAPES, "success_shapes.png"),
+    ):
+        stats = {}
+        for g in group:
+            shape, c = ("square", g) if key == "clearance" else (g, 2.0)
+            label = f"{shape} {c} mm" if key == "clearance" else shape
+            row = {n: (_task(r, shape, c) or {}).get("success_rate") for n, r in loops.items()}
+            if any(v is not None for v in row.values()):
+                stats[label] = {n: (v or 0.0) for n, v in row.items()}
+        if stats:
+            figures.append(success_bars(stats, f"closed-loop success by {key}", out / fig_name))
+    if figures:
+        md.append("## Figures\n")
+        md += [f"![{f.stem}]({f.name})\n" for f in figures]
+    report = atomic_write_text(out / "report.md", "\n".join(md))
+    clean = [{k: v for k, v in r.items() if k != "_file"} for r in records]
+    for r in clean:
+        for t in r.get("tasks", []):
+            t.pop("episode_results", None)
+    atomic_write_bytes(out / "report.json", json.dumps({"tables": tables, "records": clean}, indent=2).encode())
+    return report

@@ -1,0 +1,129 @@
+"""Diffusion Policy (the TLA paper's DP baseline): a conditional denoising diffusion model over the action.
+
+A noise-prediction network (residual MLP blocks modulated by FiLM from the timestep and the tactile feature)
+is trained with DDPM's noise-prediction loss on actions scaled to [-1, 1]. At inference, diffusers' DDIM (or
+DDPM) scheduler denoises from Gaussian noise in ``inference_steps`` steps. Sampling draws from the policy's own
+``torch.Generator``, re-seeded by ``reset``, so a policy gives the same actions for the same observations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from taclab.policies.base import register
+from taclab.policies.encoders import TactileEncoder
+from taclab.policies.learned import LearnedPolicy, Prediction
+
+
+class DPConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoder: Literal["small", "resnet18", "resnet50"] = Field("small", description="ResNet preset of the encoder")
+    image_size: int | None = Field(None, ge=16, le=1024, description="composite size in px; None keeps 3 x tile")
+    feature_dim: int = Field(256, ge=8, description="width of the tactile feature that conditions the denoiser")
+    hidden: int = Field(256, ge=8, description="width of the denoiser's residual blocks")
+    blocks: int = Field(3, ge=1, description="number of residual FiLM blocks")
+    train_timesteps: int = Field(100, ge=2, description="diffusion steps of the training noise schedule")
+    beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = Field(
+        "squaredcos_cap_v2", description="noise schedule of the DDPM/DDIM schedulers"
+    )
+    scheduler: Literal["ddim", "ddpm"] = Field("ddim", description="sampler used at inference")
+    inference_steps: int = Field(10, ge=1, description="denoising steps at inference")
+    seed: int = Field(0, description="seed of the weight initialization and of the sampling generator")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.inference_steps > self.train_timesteps:
+            raise ValueError(
+                f"inference_steps ({self.inference_steps}) must not exceed train_timesteps ({self.train_timesteps})"
+            )
+        return self
+
+
+def _timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([args.sin(), args.cos()], 1)
+
+
+class _FiLMBlock(nn.Module):
+    def __init__(self, width: int, cond: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.lin1 = nn.Linear(width, width)
+        self.film = nn.Linear(cond, 2 * width)
+        self.lin2 = nn.Linear(width, width)
+
+    def forward(self, x, c):
+        scale, shift = self.film(c).chunk(2, -1)
+        h = F.mish(self.lin1(self.norm(x)))
+        h = h * (1 + scale) + shift
+        return x + self.lin2(F.mish(h))
+
+
+class _Denoiser(nn.Module):
+    def __init__(self, cfg: DPConfig):
+        super().__init__()
+        self.encoder = TactileEncoder(cfg.encoder, cfg.feature_dim)
+        self.t_dim = 64
+        cond = cfg.feature_dim + self.t_dim
+        self.inp = nn.Linear(3, cfg.hidden)
+        self.blocks = nn.ModuleList(_FiLMBlock(cfg.hidden, cond) for _ in range(cfg.blocks))
+        self.out = nn.Linear(cfg.hidden, 3)
+
+    def forward(self, noisy: torch.Tensor, t: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return self.denoise(noisy, t, self.encoder(images))
+
+    def denoise(self, noisy: torch.Tensor, t: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        c = torch.cat([feature, _timestep_embedding(t, self.t_dim)], 1)
+        x = self.inp(noisy)
+        for b in self.blocks:
+            x = b(x, c)
+        return self.out(x)
+
+
+@register("dp")
+class DiffusionPolicy(LearnedPolicy):
+    Config = DPConfig
+
+    def build_model(self) -> nn.Module:
+        from diffusers import DDIMScheduler, DDPMScheduler
+
+        c = self.cfg
+        kw = {"num_train_timesteps": c.train_timesteps, "beta_schedule": c.beta_schedule, "clip_sample": True}
+        self.train_scheduler = DDPMScheduler(**kw, prediction_type="epsilon")
+        self.sampler = (DDIMScheduler if c.scheduler == "ddim" else DDPMScheduler)(**kw, prediction_type="epsilon")
+        return _Denoiser(c)
+
+    def _scale(self, actions):
+        s = self._need_stats()
+        return 2 * (actions - s["action_min"]) / (s["action_max"] - s["action_min"]) - 1
+
+    def _unscale(self, x):
+        s = self._need_stats()
+        return (x + 1) / 2 * (s["action_max"] - s["action_min"]) + s["action_min"]
+
+    def loss(self, inputs, actions, generator):
+        x0 = self._scale(actions)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        t = torch.randint(0, self.cfg.train_timesteps, (len(x0),), generator=generator).to(x0.device)
+        noisy = self.train_scheduler.add_noise(x0, noise, t)
+        return F.mse_loss(self.model(noisy, t, inputs["images"]), noise)
+
+    def predict_batch(self, inputs, generator=None) -> Prediction:
+        model = getattr(self.model, "module", self.model)
+        feature = model.encoder(inputs["images"])
+        x = torch.randn((len(feature), 3), generator=generator).to(feature.device)
+        self.sampler.set_timesteps(self.cfg.inference_steps)
+        for t in self.sampler.timesteps:
+            eps = model.denoise(x, t.to(x.device).expand(len(x)), feature)
+            x = self.sampler.step(eps, t, x, generator=generator).prev_sample
+        a = self._unscale(x.clamp(-1, 1)).double().cpu().numpy()
+        return Prediction(a, torch.zeros(len(a), dtype=torch.bool).numpy())

@@ -1,0 +1,141 @@
+"""Commands for the TLA model: build the tiny offline model, merge a LoRA checkpoint, measure CPU cost.
+
+``tla_app`` is a typer app; the main command line mounts it as ``taclab tla``. It also runs on its own:
+``python -m taclab.policies.tla.cli --help``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+tla_app = typer.Typer(
+    help="The Tactile-Language-Action model: tiny offline Qwen2-VL, LoRA merging, cost measurement.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _parse_sets(items: list[str] | None) -> dict:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@tla_app.command("init-tiny")
+def init_tiny_cmd(
+    out: Annotated[Path, typer.Argument(help="folder to write the model to")],
+    image_size: Annotated[int, typer.Option(help="composite image size (pixels, a multiple of 28)")] = 168,
+    seed: Annotated[int, typer.Option(help="seed of the random weights")] = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="model size override key=value, e.g. hidden_size=256")
+    ] = None,
+) -> None:
+    """Build the tiny randomly initialized Qwen2-VL and its tokenizer offline and save them in OUT."""
+    from taclab.policies.tla.tiny import init_tiny
+
+    path = init_tiny(out, image_size=image_size, seed=seed, **_parse_sets(set_))
+    typer.echo(str(path))
+
+
+@tla_app.command("merge")
+def merge_cmd(
+    checkpoint_dir: Annotated[Path, typer.Argument(help="a TLA checkpoint folder (written by TLAModel.save)")],
+    out: Annotated[Path, typer.Argument(help="folder for the merged model")],
+) -> None:
+    """Merge a checkpoint's LoRA adapter into its base model and save a plain Qwen2-VL folder in OUT."""
+    from taclab.policies.tla.model import TLAModel
+
+    path = TLAModel.load(checkpoint_dir).merge(out)
+    typer.echo(str(path))
+
+
+def benchmark(
+    model: str | Path | None = None,
+    *,
+    image_size: int = 168,
+    finetune: str = "lora",
+    batch: int = 8,
+    steps: int = 10,
+    predict_batches: tuple[int, ...] = (1, 16),
+    repeats: int = 3,
+    **config,
+) -> dict:
+    """Median milliseconds per training step (AdamW) at ``batch`` and per ``predict`` call at each batch size.
+
+    Without ``model`` a tiny model is built in a temporary folder. Inputs are random 64x64 tactile sequences.
+    """
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from taclab.policies.tla.model import TLAConfig, TLAModel
+    from taclab.policies.tla.tiny import init_tiny
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if model is None:
+            model = init_tiny(Path(tmp) / "tiny", image_size=image_size)
+        tla = TLAModel(TLAConfig(model=str(model), image_size=image_size, finetune=finetune, **config))
+        rng = np.random.default_rng(0)
+        n = max(batch, *predict_batches)
+        tactile = rng.integers(0, 256, (n, 4, 2, 64, 64, 3), dtype=np.uint8)
+        actions = rng.uniform(-1.0, 1.0, (n, 3)) * np.array([1.0, 1.0, 1.5])
+        shapes = ["square", "triangle", "round", "hexagon"] * (n // 4 + 1)
+        opt = torch.optim.AdamW(tla.trainable_parameters(), lr=1e-4)
+        tla.torch_module.train()
+        times = []
+        for _ in range(steps + 2):  # the first two steps warm up
+            t0 = time.perf_counter()
+            b = tla.batch(tactile[:batch], shapes[:batch], actions[:batch])
+            loss = tla.loss(b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        result = {
+            "parameters": tla.parameter_count(),
+            "image_tokens": tla.image_tokens,
+            "train_step_ms": round(1000 * float(np.median(times[2:])), 1),
+            "train_batch": batch,
+            "num_beams": tla.cfg.num_beams,
+            "threads": torch.get_num_threads(),
+        }
+        tla.torch_module.eval()
+        for bs in predict_batches:
+            times = []
+            for _ in range(repeats + 1):
+                t0 = time.perf_counter()
+                tla.predict(tactile[:bs], shapes[:bs])
+                times.append(time.perf_counter() - t0)
+            result[f"predict_ms_batch{bs}"] = round(1000 * float(np.median(times[1:])), 1)
+        return result
+
+
+@tla_app.command("bench")
+def bench_cmd(
+    model: Annotated[str | None, typer.Option(help="Qwen2-VL folder or hub id (default: a fresh tiny model)")] = None,
+    image_size: Annotated[int, typer.Option(help="composite image size (pixels)")] = 168,
+    finetune: Annotated[str, typer.Option(help="lora or full")] = "lora",
+    batch: Annotated[int, typer.Option(min=1, help="training batch size")] = 8,
+    steps: Annotated[int, typer.Option(min=1, help="timed training steps")] = 10,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="TLAConfig override key=value")] = None,
+) -> None:
+    """Print the CPU cost of training steps and of predict() at batch 1 and 16, as JSON."""
+    result = benchmark(model, image_size=image_size, finetune=finetune, batch=batch, steps=steps, **_parse_sets(set_))
+    typer.echo(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    tla_app()
