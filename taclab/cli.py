@@ -28,6 +28,18 @@ def _parse_sets(items: list[str] | None) -> dict:
     return out
 
 
+@contextmanager
+def _clear_errors():
+    """Bad input ends the command with its message (no traceback) and exit code 2."""
+    from taclab.train.loop import TrainingError
+
+    try:
+        yield
+    except (ValueError, FileNotFoundError, TrainingError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def info() -> None:
     """Print versions and the MuJoCo rendering backend in use."""
@@ -58,15 +70,23 @@ def render(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("outputs/demo"), help="output folder"),
-    episodes: int = typer.Option(20, min=1, help="episodes per policy and shape"),
+    train_samples: int = typer.Option(1200, min=1, help="samples of the demo's training split"),
+    test_samples: int = typer.Option(300, min=1, help="samples of the demo's test split"),
+    epochs: int = typer.Option(10, min=1, help="BC training epochs"),
+    episodes: int = typer.Option(20, min=1, help="closed-loop episodes per policy and task"),
     seed: int = typer.Option(0, help="random seed"),
+    workers: int = typer.Option(0, help="worker processes (0: one per core)"),
     set_: list[str] = typer.Option(None, "--set", help="env config override key=value (repeatable)"),
 ) -> None:
-    """A short end-to-end run: scripted policies in the tactile peg-in-hole env, with figures."""
+    """The pipeline in miniature: generate a dataset, train BC, evaluate offline and in closed loop, report."""
     from taclab.demo import run_demo
 
-    summary = run_demo(out, episodes=episodes, seed=seed, env_overrides=_parse_sets(set_))
-    typer.echo(f"demo finished in {summary['seconds']} s; figures: {', '.join(summary['figures'])}")
+    with _clear_errors():
+        summary = run_demo(
+            out, train_samples=train_samples, test_samples=test_samples, epochs=epochs, episodes=episodes,
+            seed=seed, workers=workers or None, env_overrides=_parse_sets(set_),
+        )  # fmt: skip
+    typer.echo(f"demo finished in {summary['seconds']} s; report: {summary['report']}")
 
 
 @app.command()
@@ -154,18 +174,6 @@ def dataset_export_jsonl(
     from taclab.data.instruct import export_jsonl
 
     typer.echo(str(export_jsonl(path, split, out, size=size, vary_template=vary_template)))
-
-
-@contextmanager
-def _clear_errors():
-    """Bad input ends the command with its message (no traceback) and exit code 2."""
-    from taclab.train.loop import TrainingError
-
-    try:
-        yield
-    except (ValueError, FileNotFoundError, TrainingError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -1,4 +1,14 @@
-"""The default end-to-end demo: scripted policies in the tactile peg-in-hole environment."""
+"""The default end-to-end demo: the whole pipeline in miniature.
+
+1. generate a small single-peg dataset with the random insertion policy (``data/``);
+2. train behavior cloning on it (``bc/``: logs, checkpoints, learning curve);
+3. evaluate BC, the oracle and the zero action offline on the test split, and BC, the oracle, the random and
+   the zero-action policies in closed loop on the tasks of the paper's tables III and IV (``eval/``);
+4. write the report with tables I-IV and figures (``report/``) and example tactile images (``examples/``).
+
+A rerun in the same folder reuses what is complete (the dataset, a finished training run) and resumes an
+interrupted training run.
+"""
 
 from __future__ import annotations
 
@@ -7,74 +17,100 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from taclab.envs.peg_in_hole import PegInHoleEnv
-from taclab.eval.rollout import run_episode, success_stats
-from taclab.policies import make_policy
 from taclab.utils import atomic_write_text
-from taclab.viz import render_examples, success_bars
 
-DEMO_SHAPES = ("square", "triangle", "round", "hexagon")
-DEMO_POLICIES = ("oracle", "random", "zero")
+DEMO_BASELINES = ("oracle", "random", "zero")
 
 
-def run_demo(out: str | Path, episodes: int = 20, seed: int = 0, env_overrides: dict | None = None) -> dict:
-    """Roll out the oracle, random and zero policies on the four shapes; write a table, bars and tactile PNGs."""
+def run_demo(
+    out: str | Path,
+    train_samples: int = 1200,
+    test_samples: int = 300,
+    epochs: int = 10,
+    episodes: int = 20,
+    seed: int = 0,
+    workers: int | None = None,
+    env_overrides: dict | None = None,
+) -> dict:
+    """Run the pipeline in miniature into ``out``; returns the summary written to ``summary.json``."""
+    import os
+
+    from taclab.data.generate import GenerateConfig, generate
+    from taclab.eval.closed_loop import PAPER_TASKS, evaluate_closed_loop
+    from taclab.eval.offline import evaluate_offline
+    from taclab.eval.report import make_report
+    from taclab.train import load_run_config, train
+    from taclab.viz import render_examples
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
-    env = PegInHoleEnv(**(env_overrides or {}))
-    results: dict[str, dict[str, dict]] = {}
+    env = dict(env_overrides or {})
+    workers = workers or os.cpu_count() or 1
     t0 = time.perf_counter()
-    total = len(DEMO_SHAPES) * len(DEMO_POLICIES) * episodes
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("episodes", total=total)
-        for shape in DEMO_SHAPES:
-            results[shape] = {}
-            for name in DEMO_POLICIES:
-                policy = make_policy(name) if name != "random" else make_policy(name, seed=seed)
-                eps = [
-                    run_episode(env, policy, seed=seed * 100_000 + i, options={"shape": shape})
-                    for i in range(episodes)
-                    if bar.advance(task) or True
-                ]
-                results[shape][name] = success_stats(eps)
+    times = {}
+
+    console.rule("1/4 dataset")
+    data = out / "data"
+    for split, n, s in (("train", train_samples, 2 * seed), ("test", test_samples, 2 * seed + 1)):
+        generate(GenerateConfig(split=split, samples=n, seed=s, shard_size=300, env=env), data, workers=workers)
+    times["dataset_s"] = time.perf_counter() - t0
+
+    console.rule("2/4 train BC")
+    t = time.perf_counter()
+    run = load_run_config(policy="bc", overrides={"train.epochs": epochs, "train.seed": seed})
+    bc = out / "bc"
+    if not (bc / "summary.json").is_file():
+        resume = (bc / "checkpoints" / "last" / "state.json").is_file()
+        train(run, data, bc, resume=resume)
+    times["train_s"] = time.perf_counter() - t
+
+    console.rule("3/4 evaluate")
+    t = time.perf_counter()
+    ev = out / "eval"
+    policies = {"BC": bc, **{name: name for name in DEMO_BASELINES}}
+    for name, spec in policies.items():
+        if name != "random":
+            evaluate_offline(spec, data, "test", name=name, out=ev / name.lower())
+        console.print(f"closed loop: {name}")
+        evaluate_closed_loop(
+            spec, list(PAPER_TASKS), episodes, seed=seed, workers=workers, name=name, out=ev / name.lower(),
+            env_overrides=env,
+        )  # fmt: skip
+    times["eval_s"] = time.perf_counter() - t
+
+    console.rule("4/4 report")
+    report = make_report([ev], out / "report", title="taclab demo: BC on a small single-peg dataset")
+    examples = render_examples(out / "examples")
     elapsed = time.perf_counter() - t0
 
-    table = Table(title=f"PegInHole-v0, clearance {env.config.clearance_mm} mm, {episodes} episodes each")
+    records = {n: json.loads((ev / n.lower() / "closed_loop.json").read_text()) for n in policies}
+    table = Table(title=f"closed loop, {episodes} episodes per task (success % / corrective steps)")
     table.add_column("policy")
-    for shape in DEMO_SHAPES:
-        table.add_column(f"{shape} suc %", justify="right")
-        table.add_column("steps", justify="right")
-    for name in DEMO_POLICIES:
-        row = [name]
-        for shape in DEMO_SHAPES:
-            s = results[shape][name]
-            row += [f"{s['success_rate']:.0f}", "-" if s["mean_steps"] is None else f"{s['mean_steps']:.2f}"]
-        table.add_row(*row)
+    for task in PAPER_TASKS:
+        table.add_column(f"{task['shape']} {task['clearance_mm']}", justify="right")
+    for n, rec in records.items():
+        cells = []
+        for t in rec["tasks"]:
+            steps = "-" if t["mean_steps"] is None else f"{t['mean_steps']:.1f}"
+            cells.append(f"{t['success_rate']:.0f} / {steps}")
+        table.add_row(n, *cells)
     console.print(table)
-
-    bars = success_bars(
-        {s: {p: results[s][p]["success_rate"] for p in DEMO_POLICIES} for s in DEMO_SHAPES},
-        "scripted policies in taclab/PegInHole-v0",
-        out / "success.png",
-    )
-    pngs = render_examples(out / "examples")
     summary = {
-        "episodes_per_cell": episodes,
         "seconds": round(elapsed, 1),
-        "results": results,
-        "figures": [str(bars)] + [str(p) for p in pngs],
+        **{k: round(v, 1) for k, v in times.items()},
+        "train_samples": train_samples,
+        "test_samples": test_samples,
+        "epochs": epochs,
+        "episodes_per_task": episodes,
+        "success_rate": {
+            n: {f"{t['shape']} {t['clearance_mm']}": t["success_rate"] for t in r["tasks"]} for n, r in records.items()
+        },
+        "report": str(report),
+        "figures": [str(p) for p in sorted((out / "report").glob("*.png"))] + [str(p) for p in examples],
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    console.print(f"wrote {out}/summary.json, {bars} and {len(pngs)} example figures")
+    console.print(f"report: {report}")
     return summary

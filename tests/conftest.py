@@ -2,3 +2,17 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A small dataset (train 96, test 48, 32x32 tiles) shared by the training and evaluation tests."""
+    from taclab.data.generate import GenerateConfig, generate
+
+    out = tmp_path_factory.mktemp("tiny_dataset")
+    env = {"image_size": [32, 32]}
+    generate(GenerateConfig(split="train", samples=96, seed=11, shard_size=96, env=env), out, progress=False)
+    generate(GenerateConfig(split="test", samples=48, seed=12, shard_size=48, env=env), out, progress=False)
+    return out

@@ -30,15 +30,59 @@ def test_render_writes_pngs(tmp_path):
 
 
 def test_demo_small(tmp_path):
-    r = runner.invoke(app, ["demo", "--out", str(tmp_path), "--episodes", "2", "--set", "image_size=[32,32]"])
+    args = ["demo", "--out", str(tmp_path), "--train-samples", "48", "--test-samples", "24", "--epochs", "1"]
+    args += ["--episodes", "1", "--workers", "1", "--set", "image_size=[32,32]"]
+    r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["results"]["square"]["oracle"]["success_rate"] == 100.0
-    assert summary["results"]["square"]["zero"]["success_rate"] == 0.0
-    assert (tmp_path / "success.png").exists() and (tmp_path / "examples" / "tactile_sequences.png").exists()
+    assert summary["success_rate"]["oracle"]["square 1.0"] == 100.0
+    assert summary["success_rate"]["zero"]["square 2.0"] == 0.0
+    assert set(summary["success_rate"]) == {"BC", "oracle", "random", "zero"}
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| BC | taclab |" in report and "Table III" in report
+    for f in ("bc/learning_curve.png", "bc/policy/model.safetensors", "report/success_shapes.png"):
+        assert (tmp_path / f).is_file(), f
+    assert (tmp_path / "examples" / "tactile_sequences.png").exists()
+    r = runner.invoke(app, args)  # a rerun reuses the dataset and the finished training run
+    assert r.exit_code == 0, r.output
 
 
 def test_demo_rejects_bad_override(tmp_path):
     r = runner.invoke(app, ["demo", "--out", str(tmp_path), "--set", "max_atempts=3"])
-    assert r.exit_code != 0
-    assert "max_atempts" in str(r.exception) + r.output
+    assert r.exit_code == 2
+    assert "max_atempts" in r.output
+
+
+def test_train_and_eval_reject_bad_input(tmp_path, tiny_dataset):
+    r = runner.invoke(
+        app, ["train", "--policy", "bc", "--data", str(tiny_dataset), "--out", str(tmp_path), "--set", "train.lrr=1"]
+    )
+    assert r.exit_code == 2 and "unknown config key 'train.lrr'" in r.output
+    r = runner.invoke(app, ["train", "--policy", "bcc", "--data", str(tiny_dataset), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "'bcc' cannot be trained" in r.output
+    r = runner.invoke(app, ["train", "--policy", "bc", "--data", str(tmp_path / "none"), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "not a taclab dataset" in r.output
+    r = runner.invoke(app, ["eval", "offline", "--policy", "nope", "--data", str(tiny_dataset), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "'nope'" in r.output
+    r = runner.invoke(app, ["eval", "closed-loop", "--policy", "zero", "--out", str(tmp_path), "--tasks", "oval:2"])
+    assert r.exit_code == 2 and "'oval'" in r.output
+
+
+def test_train_eval_report_commands(tmp_path, tiny_dataset):
+    run = tmp_path / "run"
+    cfg = tmp_path / "bc.yaml"
+    cfg.write_text("policy: bc\ntrain: {epochs: 1, batch_size: 32}\nmodel: {hidden: 32}\n")
+    r = runner.invoke(app, ["train", "--config", str(cfg), "--data", str(tiny_dataset), "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "run.json").read_text())["run"]["model"]["hidden"] == 32
+    ev = tmp_path / "eval"
+    r = runner.invoke(
+        app, ["eval", "offline", "--policy", str(run), "--data", str(tiny_dataset), "--out", str(ev), "--name", "BC"]
+    )
+    assert r.exit_code == 0 and "GCR" in r.output, r.output
+    args = ["eval", "closed-loop", "--policy", str(run), "--out", str(ev), "--name", "BC", "--tasks", "round:2.0"]
+    r = runner.invoke(app, [*args, "--episodes", "2", "--workers", "1", "--set", "image_size=[32,32]"])
+    assert r.exit_code == 0 and "round 2.0 mm" in r.output, r.output
+    r = runner.invoke(app, ["report", str(ev), "--out", str(tmp_path / "report")])
+    assert r.exit_code == 0, r.output
+    assert "| BC | taclab |" in (tmp_path / "report" / "report.md").read_text()
