@@ -73,8 +73,9 @@ def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
 
 
 class EMA:
-    """Exponential moving average of a model's parameters (buffers are copied), with the usual warm-up of the
-    decay: ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates."""
+    """Exponential moving average of a model's parameters and floating-point buffers (e.g. BatchNorm statistics;
+    integer buffers are copied), with the usual warm-up of the decay: ``min(decay, (1 + n) / (10 + n))`` after
+    ``n`` updates."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = float(decay)
@@ -89,7 +90,10 @@ class EMA:
         for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
             e.mul_(d).add_(p.detach(), alpha=1 - d)
         for e, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
+            if e.is_floating_point():
+                e.mul_(d).add_(b.detach(), alpha=1 - d)
+            else:
+                e.copy_(b)
         self.updates += 1
 
 

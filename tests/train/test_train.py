@@ -135,3 +135,8 @@ def test_lr_schedule_and_ema():
     assert ema.model.weight.item() == pytest.approx(0.9)
     ema.update(m)  # decay min(0.5, 2/11)
     assert ema.model.weight.item() == pytest.approx(0.9 * 2 / 11 + 9 / 11)
+    bn = torch.nn.BatchNorm1d(1)
+    ema_bn = EMA(bn, decay=0.5)
+    bn.running_mean.fill_(1.0)
+    ema_bn.update(bn)  # float buffers are averaged like parameters, integer ones copied
+    assert ema_bn.model.running_mean.item() == pytest.approx(0.9)

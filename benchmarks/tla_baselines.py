@@ -1,0 +1,151 @@
+"""Tables I-IV of the TLA paper for the BC and Diffusion Policy baselines, trained and evaluated on this machine.
+
+The whole pipeline: generate the single-peg (SP) and multi-peg (MP) datasets of configs/tla_*.yaml, train BC and
+DP on each (20 epochs on SP, 10 on MP, as the paper trains its models), score them offline on the test splits,
+run them in closed loop on the tasks of tables III and IV (50 episodes per task), with the oracle and the
+zero-action policy as the upper and lower bounds and the random policy beside them, and write the report.
+
+    python benchmarks/tla_baselines.py [--root runs/tla_baselines] [--episodes 50] [--quick]
+
+Completed steps are skipped when the script is run again (datasets resume, finished runs and evaluations are
+kept). Writes docs/results/tla_baselines.md and its figures in docs/results/tla_baselines/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from taclab.data.generate import generate, read_config  # noqa: E402
+from taclab.eval.closed_loop import PAPER_TASKS, evaluate_closed_loop  # noqa: E402
+from taclab.eval.offline import evaluate_offline  # noqa: E402
+from taclab.eval.report import make_report  # noqa: E402
+from taclab.train import load_run_config, train  # noqa: E402
+from taclab.utils import system_info  # noqa: E402
+
+RUNS = {  # name: (policy, dataset, epochs)
+    "BC (SP)": ("bc", "sp", 20),
+    "DP (SP)": ("dp", "sp", 20),
+    "BC (MP)": ("bc", "mp", 10),
+    "DP (MP)": ("dp", "mp", 10),
+}
+SPLITS = {"sp": ["test"], "mp": ["test_id", "test_ood"]}
+BASELINES = ("oracle", "zero", "random")
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=ROOT / "runs" / "tla_baselines", help="work folder")
+    ap.add_argument("--data-root", type=Path, default=None, help="dataset folder (default ROOT/data)")
+    ap.add_argument("--episodes", type=int, default=50, help="closed-loop episodes per task")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--quick", action="store_true", help="tiny datasets and 1 epoch: a smoke run, not for the docs")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results", help="where the report goes")
+    args = ap.parse_args()
+
+    root, data_root = args.root, args.data_root or args.root / "data"
+    timings: dict[str, dict] = {}
+    t_all = time.perf_counter()
+
+    data = {}
+    for key, cfg_file in (("sp", "tla_single_peg.yaml"), ("mp", "tla_multi_peg.yaml")):
+        data[key] = data_root / f"tla_{key}"
+        overrides = {"samples": 60, "shard_size": 60} if args.quick else None
+        t = time.perf_counter()
+        for cfg in read_config(ROOT / "configs" / cfg_file, overrides):
+            generate(cfg, data[key], workers=args.workers)
+        timings[f"dataset {key}"] = {"seconds": round(time.perf_counter() - t, 1)}
+
+    ev = root / "eval"
+    for name, (policy, key, epochs) in RUNS.items():
+        out = root / slug(name)
+        sets = {"train.epochs": 1 if args.quick else epochs}
+        if not (out / "summary.json").is_file():
+            resume = (out / "checkpoints" / "last" / "state.json").is_file()
+            train(load_run_config(policy=policy, overrides=sets), data[key], out, resume=resume)
+        s = json.loads((out / "summary.json").read_text())
+        timings[name] = {"train_s": s["train_time_s"], "samples_per_s": s["samples_per_s"], "params": s["parameters"]}
+
+    def offline(spec, name, key):
+        for split in SPLITS[key]:
+            target = ev / slug(name) / f"offline_{split}.json"
+            if not target.is_file():
+                evaluate_offline(spec, data[key], split, name=name, out=target.parent)
+
+    def closed(spec, name):
+        target = ev / slug(name) / "closed_loop.json"
+        if not target.is_file():
+            t = time.perf_counter()
+            evaluate_closed_loop(
+                spec, list(PAPER_TASKS), args.episodes, workers=args.workers, name=name, out=target.parent
+            )
+            rec = json.loads(target.read_text())
+            rec["wall_s"] = round(time.perf_counter() - t, 1)
+            target.write_text(json.dumps(rec, indent=2))
+        rec = json.loads(target.read_text())
+        timings.setdefault(name, {}).update(
+            {
+                "eval_episodes": rec["overall"]["episodes"],
+                "eval_s": rec.get("wall_s"),
+                "ms_per_action": rec["overall"]["ms_per_action"],
+            }
+        )
+
+    for name, (_, key, _) in RUNS.items():
+        offline(root / slug(name), name, key)
+        closed(root / slug(name), name)
+    for b in BASELINES:
+        if b != "random":
+            offline(b, b, "sp")
+            offline(b, b, "mp")
+        closed(b, b)
+
+    report_dir = args.out / "tla_baselines"
+    if report_dir.exists():
+        shutil.rmtree(report_dir)
+    report = make_report([ev], report_dir, title="TLA baselines: BC and Diffusion Policy on taclab's simulator")
+    body = report.read_text().replace("](", "](tla_baselines/")
+    info = system_info()
+    lines = [
+        body.replace("# TLA baselines", "# TLA baselines" + (" (QUICK SMOKE RUN)" if args.quick else ""), 1),
+        "## Cost on this machine",
+        "",
+        f"Measured in one run of `python benchmarks/tla_baselines.py` ({info['cpus']} CPU cores, "
+        f"torch {info['torch']}); total {time.perf_counter() - t_all:.0f} s.",
+        "",
+        "| step | training time (s) | samples/s | parameters | closed-loop episodes | closed-loop time (s) "
+        "| ms/action |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, t in timings.items():
+        if "seconds" in t:
+            lines.append(f"| generate {name.split()[-1].upper()} | {t['seconds']} | | | | | |")
+            continue
+        ms = t.get("ms_per_action")
+        lines.append(
+            f"| {name} | {t.get('train_s', '')} | {t.get('samples_per_s', '')} | {t.get('params', '')} | "
+            f"{t.get('eval_episodes', '')} | {t.get('eval_s', '')} | {'' if ms is None else f'{ms:.2f}'} |"
+        )
+    lines.append("")
+    out_md = args.out / "tla_baselines.md"
+    out_md.write_text("\n".join(lines) + "\n")
+    (args.out / "tla_baselines.json").write_text(json.dumps(timings, indent=2))
+    print(out_md)
+
+
+if __name__ == "__main__":
+    main()
