@@ -140,3 +140,14 @@ def test_lr_schedule_and_ema():
     bn.running_mean.fill_(1.0)
     ema_bn.update(bn)  # float buffers are averaged like parameters, integer ones copied
     assert ema_bn.model.running_mean.item() == pytest.approx(0.9)
+
+
+def test_shipped_run_configs_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = sorted((root / "configs").glob("train_*.yaml"))
+    assert files
+    for f in files:
+        run = load_run_config(f)
+        assert run.train.epochs >= 1 and run.model
