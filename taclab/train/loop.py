@@ -21,12 +21,12 @@ Output folder::
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
 import shutil
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -73,28 +73,77 @@ def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
 
 
 class EMA:
-    """Exponential moving average of a model's parameters and floating-point buffers (e.g. BatchNorm statistics;
-    integer buffers are copied), with the usual warm-up of the decay: ``min(decay, (1 + n) / (10 + n))`` after
-    ``n`` updates."""
+    """Exponential moving average of a model's trainable parameters and floating-point buffers (e.g. BatchNorm
+    statistics; integer buffers are copied), with the usual warm-up of the decay: ``min(decay, (1 + n) / (10 + n))``
+    after ``n`` updates. Only the trained weights are shadowed, so a LoRA-tuned model costs little more memory.
+    :meth:`applied` puts the averaged weights into the model for a ``with`` block and restores them after."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = float(decay)
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        self.shadow.update({f"buffer:{n}": b.detach().clone() for n, b in model.named_buffers()})
         self.updates = 0
+
+    def _pairs(self, model: torch.nn.Module):
+        for n, p in model.named_parameters():
+            if n in self.shadow:
+                yield self.shadow[n], p
+        for n, b in model.named_buffers():
+            if f"buffer:{n}" in self.shadow:
+                yield self.shadow[f"buffer:{n}"], b
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            e.mul_(d).add_(p.detach(), alpha=1 - d)
-        for e, b in zip(self.model.buffers(), model.buffers(), strict=True):
+        for e, p in self._pairs(model):
             if e.is_floating_point():
-                e.mul_(d).add_(b.detach(), alpha=1 - d)
+                e.mul_(d).add_(p.detach(), alpha=1 - d)
             else:
-                e.copy_(b)
+                e.copy_(p)
         self.updates += 1
+
+    @contextmanager
+    def applied(self, model: torch.nn.Module):
+        with torch.no_grad():
+            backup = [(p, p.detach().clone()) for _, p in self._pairs(model)]
+            for e, p in self._pairs(model):
+                p.copy_(e)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for p, b in backup:
+                    p.copy_(b)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.shadow.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = sorted(set(self.shadow) - set(state))
+        if missing:
+            raise TrainingError(f"the EMA state lacks {missing[:5]}")
+        for k in self.shadow:
+            self.shadow[k].copy_(state[k])
+
+
+def trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters and all buffers of a model: what a checkpoint must hold to resume."""
+    out = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    out.update({f"buffer:{n}": b.detach().cpu().contiguous() for n, b in model.named_buffers()})
+    return out
+
+
+def load_trained_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    expected = trained_state(model).keys()
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise TrainingError(f"the checkpoint lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for k, v in state.items():
+            target = buffers[k[len("buffer:") :]] if k.startswith("buffer:") else params[k]
+            target.copy_(v)
 
 
 class _Logs:
@@ -185,17 +234,19 @@ def validate(policy, val, seed: int, max_samples: int) -> dict[str, Any]:
     return m
 
 
-def _save_checkpoint(ckpt: Path, policy, ema: EMA | None, optimizer, scheduler, state: dict) -> None:
+def _save_checkpoint(ckpt: Path, model, stats, ema: EMA | None, optimizer, scheduler, state: dict) -> None:
     """Write the resumable state to a temp folder, then swap it in: ``last`` is always complete."""
     from safetensors.torch import save_file
 
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    policy.save(tmp / "policy")
+    tmp.mkdir(parents=True)
+    save_file(trained_state(model), str(tmp / "trained.safetensors"))
+    if stats:
+        save_file({k: v.detach().cpu().contiguous() for k, v in stats.items()}, str(tmp / "normalization.safetensors"))
     if ema is not None:
-        sd = {k: v.detach().cpu().contiguous() for k, v in ema.model.state_dict().items()}
-        save_file(sd, str(tmp / "ema.safetensors"))
+        save_file(ema.state_dict(), str(tmp / "ema.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     old = ckpt.with_name(ckpt.name + ".old")
@@ -272,11 +323,12 @@ def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     state = {"step": 0, "epoch": 0, "batch": 0, "elapsed_s": 0.0}
     ema = EMA(policy.model, tc.ema_decay) if tc.ema_decay > 0 else None
     if resume:
-        policy.model.load_state_dict(load_file(str(found / "policy" / "model.safetensors")))
-        stats = load_file(str(found / "policy" / "normalization.safetensors"))
-        policy.stats = {k: v.to(accelerator.device) for k, v in stats.items()}
+        load_trained_state(policy.model, load_file(str(found / "trained.safetensors")))
+        if (found / "normalization.safetensors").is_file():
+            stats = load_file(str(found / "normalization.safetensors"))
+            policy.stats = {k: v.to(accelerator.device) for k, v in stats.items()}
         if ema is not None:
-            ema.model.load_state_dict(load_file(str(found / "ema.safetensors")))
+            ema.load_state_dict(load_file(str(found / "ema.safetensors")))
         opt = torch.load(found / "optimizer.pt", weights_only=False)
         optimizer.load_state_dict(opt["optimizer"])
         scheduler.load_state_dict(opt["scheduler"])
@@ -286,8 +338,10 @@ def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     model, optimizer = accelerator.prepare(policy.model, optimizer)
     raw_model = policy.model
     policy.model = model
-    eval_policy = copy.copy(policy)  # shares config, statistics and tokenizers; holds the EMA weights
-    eval_policy.model = ema.model if ema is not None else raw_model
+
+    def averaged():
+        """The EMA weights in the model for validation and the final policy (the raw weights without EMA)."""
+        return ema.applied(raw_model) if ema is not None else nullcontext()
 
     logs = _Logs(out, state["step"] if resume else None, tc.tensorboard and main) if main else None
     if main:
@@ -306,11 +360,7 @@ def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
         state["elapsed_s"] = time.perf_counter() - t0
         accelerator.wait_for_everyone()
         if main:
-            policy.model = raw_model
-            try:
-                _save_checkpoint(ckpt_dir, policy, ema, optimizer, scheduler, state)
-            finally:
-                policy.model = model
+            _save_checkpoint(ckpt_dir, raw_model, policy.stats, ema, optimizer, scheduler, state)
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
@@ -374,10 +424,10 @@ def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
                     state["epoch"] += 1
                     state["batch"] = 0
                     if main and val is not None and (state["epoch"] % tc.val_every == 0 or state["epoch"] == tc.epochs):
-                        last_val = _validate_and_log(eval_policy, val, tc, state, logs)
+                        last_val = _validate_and_log(policy, averaged, val, tc, state, logs)
                     checkpoint()
             if main and val is not None and not last_val:
-                last_val = _validate_and_log(eval_policy, val, tc, state, logs)
+                last_val = _validate_and_log(policy, averaged, val, tc, state, logs)
             checkpoint()
     except KeyboardInterrupt:
         if main:
@@ -389,11 +439,11 @@ def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     elapsed = time.perf_counter() - t0
     final = out / "policy"
     if main:
-        eval_policy.model = ema.model if ema is not None else raw_model
         tmp = out / ".policy.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
-        eval_policy.to("cpu").save(tmp)
+        with averaged():
+            policy.save(tmp)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -416,8 +466,14 @@ def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     return final
 
 
-def _validate_and_log(policy, val, tc: TrainConfig, state: dict, logs: _Logs) -> dict:
-    m = validate(policy, val, tc.seed, tc.val_max_samples)
+def _validate_and_log(policy, averaged, val, tc: TrainConfig, state: dict, logs: _Logs) -> dict:
+    model = policy.model
+    policy.model = getattr(model, "module", model)  # unwrapped for inference
+    try:
+        with averaged():
+            m = validate(policy, val, tc.seed, tc.val_max_samples)
+    finally:
+        policy.model = model
     logs.write("val", {"step": state["step"], "epoch": state["epoch"], **m})
     logs.say(
         f"validation at step {state['step']}: loss {m['val_loss']:.4g}, GCR {m['gcr']:.1f} %, direction x/y/rz "

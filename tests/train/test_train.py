@@ -82,7 +82,11 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_dataset, tmp_path
     sets = {"train.checkpoint_every": 3, "model.dropout": 0.2}
     _train("bc", tiny_dataset, tmp_path / "full", **sets)
     _train("bc", tiny_dataset, tmp_path / "cut", **sets, **{"train.max_steps": 5})  # stops at step 5
-    state = json.loads((tmp_path / "cut" / "checkpoints" / "last" / "state.json").read_text())
+    last = tmp_path / "cut" / "checkpoints" / "last"
+    assert {p.name for p in last.iterdir()} == {
+        "trained.safetensors", "normalization.safetensors", "ema.safetensors", "optimizer.pt", "state.json"
+    }  # fmt: skip
+    state = json.loads((last / "state.json").read_text())
     assert state["step"] == 5
     run = load_run_config(policy="bc", overrides={**TINY, **sets})
     train(run, tiny_dataset, tmp_path / "cut", resume=True, progress=False)
@@ -132,14 +136,23 @@ def test_lr_schedule_and_ema():
     with torch.no_grad():
         m.weight.fill_(1.0)
     ema.update(m)  # warm-up decay min(0.5, 1/10) = 0.1
-    assert ema.model.weight.item() == pytest.approx(0.9)
+    assert ema.shadow["weight"].item() == pytest.approx(0.9)
     ema.update(m)  # decay min(0.5, 2/11)
-    assert ema.model.weight.item() == pytest.approx(0.9 * 2 / 11 + 9 / 11)
+    expected = 0.9 * 2 / 11 + 9 / 11
+    assert ema.shadow["weight"].item() == pytest.approx(expected)
+    with ema.applied(m):
+        assert m.weight.item() == pytest.approx(expected)
+    assert m.weight.item() == 1.0  # restored
     bn = torch.nn.BatchNorm1d(1)
     ema_bn = EMA(bn, decay=0.5)
     bn.running_mean.fill_(1.0)
+    bn.num_batches_tracked.fill_(5)
     ema_bn.update(bn)  # float buffers are averaged like parameters, integer ones copied
-    assert ema_bn.model.running_mean.item() == pytest.approx(0.9)
+    assert ema_bn.shadow["buffer:running_mean"].item() == pytest.approx(0.9)
+    assert ema_bn.shadow["buffer:num_batches_tracked"].item() == 5
+    frozen = torch.nn.Linear(2, 2)
+    frozen.bias.requires_grad_(False)
+    assert set(EMA(frozen, 0.9).shadow) == {"weight"}  # only trained weights are shadowed
 
 
 def test_shipped_run_configs_are_valid():
