@@ -195,6 +195,10 @@ def train(
     typer.echo(f"policy saved to {final}; logs and learning_curve.png in {out}")
 
 
+from taclab.policies.tla.cli import tla_app  # noqa: E402 - light: transformers loads when a command runs
+
+app.add_typer(tla_app, name="tla")
+
 eval_app = typer.Typer(help="Evaluate policies offline (dataset metrics) or in closed loop.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 

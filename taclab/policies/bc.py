@@ -19,6 +19,9 @@ class BCConfig(BaseModel):
 
     encoder: Literal["small", "resnet18", "resnet50"] = Field("small", description="ResNet preset of the encoder")
     image_size: int | None = Field(None, ge=16, le=1024, description="composite size in px; None keeps 3 x tile")
+    pooling: Literal["avg", "spatial_softmax"] = Field(
+        "avg", description="how the ResNet's feature map becomes a vector: average or keypoints"
+    )
     feature_dim: int = Field(256, ge=8, description="width of the encoder's projected feature")
     hidden: int = Field(256, ge=8, description="width of the regression head's hidden layer")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the head's output layer")
@@ -35,7 +38,7 @@ class BCPolicy(LearnedPolicy):
     def build_model(self) -> nn.Module:
         c = self.cfg
         return nn.Sequential(
-            TactileEncoder(c.encoder, c.feature_dim),
+            TactileEncoder(c.encoder, c.feature_dim, c.pooling),
             nn.Linear(c.feature_dim, c.hidden),
             nn.ReLU(),
             nn.Dropout(c.dropout),

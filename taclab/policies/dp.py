@@ -1,7 +1,8 @@
 """Diffusion Policy (the TLA paper's DP baseline): a conditional denoising diffusion model over the action.
 
-A noise-prediction network (residual MLP blocks modulated by FiLM from the timestep and the tactile feature)
-is trained with DDPM's noise-prediction loss on actions scaled to [-1, 1]. At inference, diffusers' DDIM (or
+A denoising network (residual MLP blocks modulated by FiLM from the timestep and the tactile feature) is trained
+with the DDPM loss on actions scaled to [-1, 1], predicting the noise (``prediction_type: epsilon``, the default,
+as in Diffusion Policy) or the clean action (``sample``). At inference, diffusers' DDIM (or
 DDPM) scheduler denoises from Gaussian noise in ``inference_steps`` steps. Sampling draws from the policy's own
 ``torch.Generator``, re-seeded by ``reset``, so a policy gives the same actions for the same observations.
 """
@@ -26,12 +27,18 @@ class DPConfig(BaseModel):
 
     encoder: Literal["small", "resnet18", "resnet50"] = Field("small", description="ResNet preset of the encoder")
     image_size: int | None = Field(None, ge=16, le=1024, description="composite size in px; None keeps 3 x tile")
+    pooling: Literal["avg", "spatial_softmax"] = Field(
+        "avg", description="how the ResNet's feature map becomes a vector: average or keypoints"
+    )
     feature_dim: int = Field(256, ge=8, description="width of the tactile feature that conditions the denoiser")
     hidden: int = Field(256, ge=8, description="width of the denoiser's residual blocks")
     blocks: int = Field(3, ge=1, description="number of residual FiLM blocks")
     train_timesteps: int = Field(100, ge=2, description="diffusion steps of the training noise schedule")
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = Field(
         "squaredcos_cap_v2", description="noise schedule of the DDPM/DDIM schedulers"
+    )
+    prediction_type: Literal["epsilon", "sample"] = Field(
+        "epsilon", description="what the denoiser predicts: the clean action (sample) or the noise (epsilon)"
     )
     scheduler: Literal["ddim", "ddpm"] = Field("ddim", description="sampler used at inference")
     inference_steps: int = Field(10, ge=1, description="denoising steps at inference")
@@ -71,7 +78,7 @@ class _FiLMBlock(nn.Module):
 class _Denoiser(nn.Module):
     def __init__(self, cfg: DPConfig):
         super().__init__()
-        self.encoder = TactileEncoder(cfg.encoder, cfg.feature_dim)
+        self.encoder = TactileEncoder(cfg.encoder, cfg.feature_dim, cfg.pooling)
         self.t_dim = 64
         cond = cfg.feature_dim + self.t_dim
         self.inp = nn.Linear(3, cfg.hidden)
@@ -98,8 +105,9 @@ class DiffusionPolicy(LearnedPolicy):
 
         c = self.cfg
         kw = {"num_train_timesteps": c.train_timesteps, "beta_schedule": c.beta_schedule, "clip_sample": True}
-        self.train_scheduler = DDPMScheduler(**kw, prediction_type="epsilon")
-        self.sampler = (DDIMScheduler if c.scheduler == "ddim" else DDPMScheduler)(**kw, prediction_type="epsilon")
+        kw["prediction_type"] = c.prediction_type
+        self.train_scheduler = DDPMScheduler(**kw)
+        self.sampler = (DDIMScheduler if c.scheduler == "ddim" else DDPMScheduler)(**kw)
         return _Denoiser(c)
 
     def _scale(self, actions):
@@ -115,7 +123,8 @@ class DiffusionPolicy(LearnedPolicy):
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
         t = torch.randint(0, self.cfg.train_timesteps, (len(x0),), generator=generator).to(x0.device)
         noisy = self.train_scheduler.add_noise(x0, noise, t)
-        return F.mse_loss(self.model(noisy, t, inputs["images"]), noise)
+        target = noise if self.cfg.prediction_type == "epsilon" else x0
+        return F.mse_loss(self.model(noisy, t, inputs["images"]), target)
 
     def predict_batch(self, inputs, generator=None) -> Prediction:
         model = getattr(self.model, "module", self.model)
@@ -123,7 +132,7 @@ class DiffusionPolicy(LearnedPolicy):
         x = torch.randn((len(feature), 3), generator=generator).to(feature.device)
         self.sampler.set_timesteps(self.cfg.inference_steps)
         for t in self.sampler.timesteps:
-            eps = model.denoise(x, t.to(x.device).expand(len(x)), feature)
-            x = self.sampler.step(eps, t, x, generator=generator).prev_sample
+            out = model.denoise(x, t.to(x.device).expand(len(x)), feature)
+            x = self.sampler.step(out, t, x, generator=generator).prev_sample
         a = self._unscale(x.clamp(-1, 1)).double().cpu().numpy()
         return Prediction(a, torch.zeros(len(a), dtype=torch.bool).numpy())

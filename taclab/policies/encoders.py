@@ -24,19 +24,41 @@ ENCODER_PRESETS: dict[str, dict] = {
 """``small`` is the CPU default (0.3 M parameters); ``resnet50`` is the paper's BC backbone (23.5 M)."""
 
 
-class TactileEncoder(nn.Module):
-    """ResNet trunk + global average pool + linear projection to ``feature_dim``."""
+POOLINGS = ("avg", "spatial_softmax")
 
-    def __init__(self, preset: str = "small", feature_dim: int = 256):
+
+class SpatialSoftmax(nn.Module):
+    """Per channel, the softmax-weighted mean image coordinate: 2 numbers (x, y in [-1, 1]) per channel."""
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = fmap.shape
+        attn = fmap.flatten(2).softmax(-1).reshape(b, c, h, w)
+        ys = torch.linspace(-1, 1, h, device=fmap.device, dtype=fmap.dtype)
+        xs = torch.linspace(-1, 1, w, device=fmap.device, dtype=fmap.dtype)
+        return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], 1)
+
+
+class TactileEncoder(nn.Module):
+    """ResNet trunk, then global average pooling (``avg``) or spatial-softmax keypoints (``spatial_softmax``,
+    which keep where each feature is: which tile, which pad), then a linear projection to ``feature_dim``."""
+
+    def __init__(self, preset: str = "small", feature_dim: int = 256, pooling: str = "avg"):
         super().__init__()
         from transformers import ResNetConfig, ResNetModel
 
         if preset not in ENCODER_PRESETS:
             raise ValueError(f"unknown encoder {preset!r}; allowed: {sorted(ENCODER_PRESETS)}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; allowed: {list(POOLINGS)}")
         cfg = ResNetConfig(num_channels=3, **ENCODER_PRESETS[preset])
         self.trunk = ResNetModel(cfg)
-        self.proj = nn.Sequential(nn.Linear(cfg.hidden_sizes[-1], feature_dim), nn.ReLU())
+        self.pooling = pooling
+        width = cfg.hidden_sizes[-1]
+        self.keypoints = SpatialSoftmax() if pooling == "spatial_softmax" else None
+        self.proj = nn.Sequential(nn.Linear(width * (2 if self.keypoints else 1), feature_dim), nn.ReLU())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.trunk(pixel_values=images).pooler_output.flatten(1)
-        return self.proj(pooled)
+        out = self.trunk(pixel_values=images)
+        if self.keypoints is not None:
+            return self.proj(self.keypoints(out.last_hidden_state))
+        return self.proj(out.pooler_output.flatten(1))

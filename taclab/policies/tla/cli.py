@@ -130,9 +130,14 @@ def bench_cmd(
     finetune: Annotated[str, typer.Option(help="lora or full")] = "lora",
     batch: Annotated[int, typer.Option(min=1, help="training batch size")] = 8,
     steps: Annotated[int, typer.Option(min=1, help="timed training steps")] = 10,
+    threads: Annotated[int, typer.Option(min=0, help="torch CPU threads (0: torch's default)")] = 0,
     set_: Annotated[list[str] | None, typer.Option("--set", help="TLAConfig override key=value")] = None,
 ) -> None:
     """Print the CPU cost of training steps and of predict() at batch 1 and 16, as JSON."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     result = benchmark(model, image_size=image_size, finetune=finetune, batch=batch, steps=steps, **_parse_sets(set_))
     typer.echo(json.dumps(result, indent=2))
 

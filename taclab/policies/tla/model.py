@@ -56,7 +56,7 @@ class TLAConfig(BaseModel):
     freeze_vision: bool = Field(True, description="keep the ViT (patch embedding and blocks) frozen, as the paper")
     train_merger: bool = Field(True, description="train the 2x2 patch merger (the MLP between ViT and language model)")
     num_beams: int = Field(3, ge=1, le=64, description="beams of the beam search that writes the answer")
-    max_new_tokens: int = Field(24, ge=1, le=512, description="longest answer in tokens, the end token included")
+    max_new_tokens: int = Field(16, ge=1, le=512, description="longest answer in tokens, the end token included")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="weight dtype the model is loaded in")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     fallback: Literal["zero"] = Field("zero", description="action for malformed answers: zero (no correction)")

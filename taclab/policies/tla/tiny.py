@@ -231,10 +231,10 @@ def init_tiny(out: str | Path, *, image_size: int = DEFAULT_TINY_IMAGE_SIZE, see
     from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
 
     processor = image_processor(image_size)  # validates image_size before any work
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     config = tiny_config(tokenizer, **overrides)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = Qwen2VLForConditionalGeneration(config)
