@@ -45,8 +45,8 @@ class LearnedPolicy(Policy):
             config = config.model_dump()
         self.cfg = self.Config(**{**(config or {}), **overrides})
         torch.manual_seed(getattr(self.cfg, "seed", 0))
-        self.model = self.build_model()
         self.stats: dict[str, torch.Tensor] | None = None
+        self.model = self.build_model()
         self.task: dict[str, Any] = {}
         self.last_malformed = False
         self.device = torch.device("cpu")

@@ -30,6 +30,7 @@ class TLAPolicy(LearnedPolicy):
     def build_model(self) -> torch.nn.Module:
         self.tla = TLAModel(self.cfg)
         self.last_texts: list[str] = []
+        self.stats = {}
         return self.tla.model
 
     def config(self) -> dict:
