@@ -5,7 +5,7 @@ DP on each (20 epochs on SP, 10 on MP, as the paper trains its models), score th
 run them in closed loop on the tasks of tables III and IV (50 episodes per task), with the oracle and the
 zero-action policy as the upper and lower bounds and the random policy beside them, and write the report.
 
-    python benchmarks/tla_baselines.py [--root runs/tla_baselines] [--episodes 50] [--quick]
+    python benchmarks/tla_baselines.py [--root runs/tla_baselines] [--data-root DIR] [--episodes 50] [--quick]
 
 Completed steps are skipped when the script is run again (datasets resume, finished runs and evaluations are
 kept). Writes docs/results/tla_baselines.md and its figures in docs/results/tla_baselines/.
@@ -47,104 +47,121 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def datasets(data_root: Path, workers: int, quick: bool, timings: dict) -> dict[str, Path]:
+    """Generate (or complete) the SP and MP datasets of configs/tla_*.yaml."""
+    data = {}
+    for key, cfg_file in (("sp", "tla_single_peg.yaml"), ("mp", "tla_multi_peg.yaml")):
+        data[key] = data_root / f"tla_{key}"
+        overrides = {"samples": 60, "shard_size": 60} if quick else None
+        t = time.perf_counter()
+        for cfg in read_config(ROOT / "configs" / cfg_file, overrides):
+            generate(cfg, data[key], workers=workers)
+        timings[f"generate {key.upper()} (all splits)"] = {"seconds": round(time.perf_counter() - t, 1)}
+    return data
+
+
+def train_run(out: Path, run, data: Path, name: str, timings: dict) -> None:
+    """Train unless finished; resume an interrupted run."""
+    if not (out / "summary.json").is_file():
+        resume = (out / "checkpoints" / "last" / "state.json").is_file()
+        train(run, data, out, resume=resume)
+    s = json.loads((out / "summary.json").read_text())
+    timings[name] = {"train_s": s["train_time_s"], "samples_per_s": s["samples_per_s"], "params": s["parameters"]}
+
+
+def offline(ev: Path, spec, name: str, data: Path, splits: list[str]) -> None:
+    for split in splits:
+        target = ev / slug(name) / f"offline_{split}.json"
+        if not target.is_file():
+            evaluate_offline(spec, data, split, name=name, out=target.parent)
+
+
+def closed(ev: Path, spec, name: str, episodes: int, workers: int, timings: dict) -> None:
+    target = ev / slug(name) / "closed_loop.json"
+    if not target.is_file():
+        t = time.perf_counter()
+        evaluate_closed_loop(spec, list(PAPER_TASKS), episodes, workers=workers, name=name, out=target.parent)
+        rec = json.loads(target.read_text())
+        rec["wall_s"] = round(time.perf_counter() - t, 1)
+        target.write_text(json.dumps(rec, indent=2))
+    rec = json.loads(target.read_text())
+    timings.setdefault(name, {}).update(
+        {
+            "eval_episodes": rec["overall"]["episodes"],
+            "eval_s": rec.get("wall_s"),
+            "ms_per_action": rec["overall"]["ms_per_action"],
+        }
+    )
+
+
+def arguments(doc: str) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=ROOT / "runs" / "tla_baselines", help="work folder")
     ap.add_argument("--data-root", type=Path, default=None, help="dataset folder (default ROOT/data)")
     ap.add_argument("--episodes", type=int, default=50, help="closed-loop episodes per task")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--quick", action="store_true", help="tiny datasets and 1 epoch: a smoke run, not for the docs")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results", help="where the report goes")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    root, data_root = args.root, args.data_root or args.root / "data"
+
+def main() -> None:
+    args = arguments(__doc__)
+    root = args.root
     timings: dict[str, dict] = {}
     t_all = time.perf_counter()
-
-    data = {}
-    for key, cfg_file in (("sp", "tla_single_peg.yaml"), ("mp", "tla_multi_peg.yaml")):
-        data[key] = data_root / f"tla_{key}"
-        overrides = {"samples": 60, "shard_size": 60} if args.quick else None
-        t = time.perf_counter()
-        for cfg in read_config(ROOT / "configs" / cfg_file, overrides):
-            generate(cfg, data[key], workers=args.workers)
-        timings[f"dataset {key}"] = {"seconds": round(time.perf_counter() - t, 1)}
-
+    data = datasets(args.data_root or root / "data", args.workers, args.quick, timings)
     ev = root / "eval"
     for name, (policy, key, epochs) in RUNS.items():
-        out = root / slug(name)
-        sets = {"train.epochs": 1 if args.quick else epochs}
-        if not (out / "summary.json").is_file():
-            resume = (out / "checkpoints" / "last" / "state.json").is_file()
-            train(load_run_config(policy=policy, overrides=sets), data[key], out, resume=resume)
-        s = json.loads((out / "summary.json").read_text())
-        timings[name] = {"train_s": s["train_time_s"], "samples_per_s": s["samples_per_s"], "params": s["parameters"]}
-
-    def offline(spec, name, key):
-        for split in SPLITS[key]:
-            target = ev / slug(name) / f"offline_{split}.json"
-            if not target.is_file():
-                evaluate_offline(spec, data[key], split, name=name, out=target.parent)
-
-    def closed(spec, name):
-        target = ev / slug(name) / "closed_loop.json"
-        if not target.is_file():
-            t = time.perf_counter()
-            evaluate_closed_loop(
-                spec, list(PAPER_TASKS), args.episodes, workers=args.workers, name=name, out=target.parent
-            )
-            rec = json.loads(target.read_text())
-            rec["wall_s"] = round(time.perf_counter() - t, 1)
-            target.write_text(json.dumps(rec, indent=2))
-        rec = json.loads(target.read_text())
-        timings.setdefault(name, {}).update(
-            {
-                "eval_episodes": rec["overall"]["episodes"],
-                "eval_s": rec.get("wall_s"),
-                "ms_per_action": rec["overall"]["ms_per_action"],
-            }
-        )
-
+        run = load_run_config(policy=policy, overrides={"train.epochs": 1 if args.quick else epochs})
+        train_run(root / slug(name), run, data[key], name, timings)
     for name, (_, key, _) in RUNS.items():
-        offline(root / slug(name), name, key)
-        closed(root / slug(name), name)
+        offline(ev, root / slug(name), name, data[key], SPLITS[key])
+        closed(ev, root / slug(name), name, args.episodes, args.workers, timings)
     for b in BASELINES:
         if b != "random":
-            offline(b, b, "sp")
-            offline(b, b, "mp")
-        closed(b, b)
+            offline(ev, b, b, data["sp"], SPLITS["sp"])
+            offline(ev, b, b, data["mp"], SPLITS["mp"])
+        closed(ev, b, b, args.episodes, args.workers, timings)
+    timings["baselines total"] = {"seconds": round(time.perf_counter() - t_all, 1)}
+    (root / "timings_baselines.json").write_text(json.dumps(timings, indent=2))
+    print(write_results(root, args.out, quick=args.quick))
 
-    report_dir = args.out / "tla_baselines"
+
+def write_results(root: Path, out: Path, quick: bool = False) -> Path:
+    """The report of every evaluation under ``root/eval`` and the cost table of every ``root/timings_*.json``,
+    as ``out/tla_baselines.md`` with its figures in ``out/tla_baselines/``."""
+    report_dir = out / "tla_baselines"
     if report_dir.exists():
         shutil.rmtree(report_dir)
-    report = make_report([ev], report_dir, title="TLA baselines: BC and Diffusion Policy on taclab's simulator")
+    report = make_report([root / "eval"], report_dir, title="TLA tables I-IV on taclab's simulator")
     body = report.read_text().replace("](", "](tla_baselines/")
     info = system_info()
     lines = [
-        body.replace("# TLA baselines", "# TLA baselines" + (" (QUICK SMOKE RUN)" if args.quick else ""), 1),
+        body.replace("# TLA tables I-IV", "# TLA tables I-IV" + (" (QUICK SMOKE RUN)" if quick else ""), 1),
         "## Cost on this machine",
         "",
-        f"Measured in one run of `python benchmarks/tla_baselines.py` ({info['cpus']} CPU cores, "
-        f"torch {info['torch']}); total {time.perf_counter() - t_all:.0f} s.",
+        f"Measured by `python benchmarks/tla_baselines.py` and `python benchmarks/tla_model.py` ({info['cpus']} CPU "
+        f"cores, torch {info['torch']}); ms/action is the mean time of `act` in one worker process with one thread.",
         "",
         "| step | training time (s) | samples/s | parameters | closed-loop episodes | closed-loop time (s) "
         "| ms/action |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, t in timings.items():
-        if "seconds" in t:
-            lines.append(f"| generate {name.split()[-1].upper()} | {t['seconds']} | | | | | |")
-            continue
-        ms = t.get("ms_per_action")
-        lines.append(
-            f"| {name} | {t.get('train_s', '')} | {t.get('samples_per_s', '')} | {t.get('params', '')} | "
-            f"{t.get('eval_episodes', '')} | {t.get('eval_s', '')} | {'' if ms is None else f'{ms:.2f}'} |"
-        )
+    for f in sorted(root.glob("timings_*.json")):
+        for name, t in json.loads(f.read_text()).items():
+            if "seconds" in t:
+                lines.append(f"| {name} | {t['seconds']} | | | | | |")
+                continue
+            ms = t.get("ms_per_action")
+            lines.append(
+                f"| {name} | {t.get('train_s', '')} | {t.get('samples_per_s', '')} | {t.get('params', '')} | "
+                f"{t.get('eval_episodes', '')} | {t.get('eval_s', '')} | {'' if ms is None else f'{ms:.2f}'} |"
+            )
     lines.append("")
-    out_md = args.out / "tla_baselines.md"
+    out_md = out / "tla_baselines.md"
     out_md.write_text("\n".join(lines) + "\n")
-    (args.out / "tla_baselines.json").write_text(json.dumps(timings, indent=2))
-    print(out_md)
+    return out_md
 
 
 if __name__ == "__main__":

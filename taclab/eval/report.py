@@ -101,9 +101,18 @@ def _task(rec: dict, shape: str, clearance: float) -> dict | None:
     return None
 
 
+def _order(name: str) -> tuple:
+    """Rows in the paper's order: the oracle (upper bound), BC, DP, TLA models, others, random, zero."""
+    n = name.lower()
+    rank = 0 if n == "oracle" else 1 if n.startswith("bc") else 2 if n.startswith("dp") else 3 if "tla" in n else 5
+    rank = 6 if n == "random" else 7 if n == "zero" else rank
+    return (rank, n)
+
+
 def build_tables(records: list[dict]) -> dict[str, dict]:
     """The four tables as ``{"columns": [...], "rows": [[name, source, values...], ...]}``; source is
     "taclab" or "paper"."""
+    records = sorted(records, key=lambda r: _order(r["name"]))
     by_split: dict[str, dict[str, dict]] = {}
     loops: dict[str, dict] = {}
     for r in records:

@@ -159,7 +159,7 @@ def test_shipped_run_configs_are_valid():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    files = sorted((root / "configs").glob("train_*.yaml"))
+    files = sorted([*(root / "configs").glob("train_*.yaml"), *(root / "configs").glob("tla_?p_*.yaml")])
     assert files
     for f in files:
         run = load_run_config(f)

@@ -1,0 +1,60 @@
+"""The tiny TLA model trained and evaluated like the baselines, its rows added to docs/results/tla_baselines.md.
+
+Builds the tiny randomly initialized Qwen2-VL (`taclab tla init-tiny`), trains SP-TLA on the single-peg data
+(configs/tla_sp_tiny.yaml, 20 epochs) and MP-TLA on the multi-peg data (configs/tla_mp_tiny.yaml, 10 epochs),
+scores both offline (GCR, L1, malformed-answer rate) and in closed loop on the tasks of tables III and IV, and
+rewrites the report with every evaluation under the work folder (the baselines' included).
+
+    python benchmarks/tla_model.py [--root runs/tla_baselines] [--data-root DIR] [--episodes 50] [--quick]
+
+Run benchmarks/tla_baselines.py first (or with the same --root) to have BC, DP, the oracle and the zero action
+in the same tables. Completed steps are skipped when the script is run again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tla_baselines import (
+    ROOT,
+    SPLITS,
+    arguments,
+    closed,
+    datasets,
+    offline,
+    slug,
+    train_run,
+    write_results,
+)
+
+from taclab.policies.tla import init_tiny
+from taclab.train import load_run_config
+
+RUNS = {"SP-TLA (tiny)": ("tla_sp_tiny.yaml", "sp"), "MP-TLA (tiny)": ("tla_mp_tiny.yaml", "mp")}
+
+
+def main() -> None:
+    args = arguments(__doc__)
+    root = args.root
+    timings: dict[str, dict] = {}
+    t_all = time.perf_counter()
+    data = datasets(args.data_root or root / "data", args.workers, args.quick, {})
+    tiny = root / "tla-tiny"
+    if not (tiny / "config.json").is_file():
+        init_tiny(tiny, image_size=168, seed=0)
+    ev = root / "eval"
+    for name, (cfg, key) in RUNS.items():
+        sets = {"model.model": str(tiny)} | ({"train.epochs": 1} if args.quick else {})
+        run = load_run_config(ROOT / "configs" / cfg, overrides=sets)
+        train_run(root / slug(name), run, data[key], name, timings)
+    for name, (_, key) in RUNS.items():
+        offline(ev, root / slug(name), name, data[key], SPLITS[key])
+        closed(ev, root / slug(name), name, args.episodes, args.workers, timings)
+    timings["TLA total"] = {"seconds": round(time.perf_counter() - t_all, 1)}
+    (root / "timings_tla.json").write_text(json.dumps(timings, indent=2))
+    print(write_results(root, args.out, quick=args.quick))
+
+
+if __name__ == "__main__":
+    main()
