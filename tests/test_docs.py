@@ -8,6 +8,7 @@ from taclab.cli import app
 from taclab.envs.peg_in_hole import PegInHoleConfig
 from taclab.policies.bc import BCConfig
 from taclab.policies.dp import DPConfig
+from taclab.policies.tla import TLAConfig
 from taclab.sim.config import SceneConfig
 from taclab.sim.tactile.optical import OpticalProfile
 from taclab.train.config import TrainConfig
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
         (TrainConfig, "docs/training.md"),
         (BCConfig, "docs/training.md"),
         (DPConfig, "docs/training.md"),
+        (TLAConfig, "docs/tla.md"),
     ],
 )
 def test_every_config_key_is_documented(model, doc):
