@@ -19,17 +19,11 @@ import json
 import time
 from pathlib import Path
 
+from taclab.eval.closed_loop import PAPER_TASKS
 from taclab.eval.rollout import evaluate, success_stats
 from taclab.utils import atomic_write_text
 
-TASKS = [
-    {"shape": "square", "clearance_mm": 2.0},
-    {"shape": "square", "clearance_mm": 1.6},
-    {"shape": "square", "clearance_mm": 1.0},
-    {"shape": "triangle", "clearance_mm": 2.0},
-    {"shape": "round", "clearance_mm": 2.0},
-    {"shape": "hexagon", "clearance_mm": 2.0},
-]
+TASKS = [dict(t) for t in PAPER_TASKS]
 POLICIES = ["oracle", "zero", "random"]
 
 

@@ -16,16 +16,12 @@ app = typer.Typer(
 
 
 def _parse_sets(items: list[str] | None) -> dict:
-    """``key=value`` pairs; values are read as YAML scalars (numbers, booleans, lists)."""
-    import yaml
+    from taclab.utils import parse_sets
 
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
+    try:
+        return parse_sets(items)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 @contextmanager

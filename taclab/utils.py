@@ -47,6 +47,20 @@ def read_json_record(
     return record
 
 
+def parse_sets(items: list[str] | None) -> dict:
+    """``key=value`` pairs of the command line's ``--set``; values are read as YAML scalars (numbers, booleans,
+    lists)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
 def save_png(path: str | Path, image) -> Path:
     """Save an (H, W, 3) uint8 array or a matplotlib figure as PNG, atomically."""
     import io

@@ -6,23 +6,15 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from taclab.policies.base import register
-from taclab.policies.encoders import TactileEncoder
+from taclab.policies.encoders import EncoderConfig
 from taclab.policies.learned import LearnedPolicy, Prediction
 
 
-class BCConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    encoder: Literal["small", "resnet18", "resnet50"] = Field("small", description="ResNet preset of the encoder")
-    image_size: int | None = Field(None, ge=16, le=1024, description="composite size in px; None keeps 3 x tile")
-    pooling: Literal["avg", "spatial_softmax"] = Field(
-        "avg", description="how the ResNet's feature map becomes a vector: average or keypoints"
-    )
-    feature_dim: int = Field(256, ge=8, description="width of the encoder's projected feature")
+class BCConfig(EncoderConfig):
     hidden: int = Field(256, ge=8, description="width of the regression head's hidden layer")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the head's output layer")
     loss: Literal["mse", "l1", "huber"] = Field("mse", description="regression loss on normalized actions")
@@ -38,7 +30,7 @@ class BCPolicy(LearnedPolicy):
     def build_model(self) -> nn.Module:
         c = self.cfg
         return nn.Sequential(
-            TactileEncoder(c.encoder, c.feature_dim, c.pooling),
+            c.build_encoder(),
             nn.Linear(c.feature_dim, c.hidden),
             nn.ReLU(),
             nn.Dropout(c.dropout),

@@ -14,23 +14,15 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from taclab.policies.base import register
-from taclab.policies.encoders import TactileEncoder
+from taclab.policies.encoders import EncoderConfig
 from taclab.policies.learned import LearnedPolicy, Prediction
 
 
-class DPConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    encoder: Literal["small", "resnet18", "resnet50"] = Field("small", description="ResNet preset of the encoder")
-    image_size: int | None = Field(None, ge=16, le=1024, description="composite size in px; None keeps 3 x tile")
-    pooling: Literal["avg", "spatial_softmax"] = Field(
-        "avg", description="how the ResNet's feature map becomes a vector: average or keypoints"
-    )
-    feature_dim: int = Field(256, ge=8, description="width of the tactile feature that conditions the denoiser")
+class DPConfig(EncoderConfig):
     hidden: int = Field(256, ge=8, description="width of the denoiser's residual blocks")
     blocks: int = Field(3, ge=1, description="number of residual FiLM blocks")
     train_timesteps: int = Field(100, ge=2, description="diffusion steps of the training noise schedule")
@@ -78,7 +70,7 @@ class _FiLMBlock(nn.Module):
 class _Denoiser(nn.Module):
     def __init__(self, cfg: DPConfig):
         super().__init__()
-        self.encoder = TactileEncoder(cfg.encoder, cfg.feature_dim, cfg.pooling)
+        self.encoder = cfg.build_encoder()
         self.t_dim = 64
         cond = cfg.feature_dim + self.t_dim
         self.inp = nn.Linear(3, cfg.hidden)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 ENCODER_PRESETS: dict[str, dict] = {
@@ -62,3 +65,19 @@ class TactileEncoder(nn.Module):
         if self.keypoints is not None:
             return self.proj(self.keypoints(out.last_hidden_state))
         return self.proj(out.pooler_output.flatten(1))
+
+
+class EncoderConfig(BaseModel):
+    """The config keys of a policy's tactile encoder (shared by ``bc`` and ``dp``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoder: Literal["small", "resnet18", "resnet50"] = Field("small", description="ResNet preset of the encoder")
+    image_size: int | None = Field(None, ge=16, le=1024, description="composite size in px; None keeps 3 x tile")
+    pooling: Literal["avg", "spatial_softmax"] = Field(
+        "avg", description="how the ResNet's feature map becomes a vector: average or keypoints"
+    )
+    feature_dim: int = Field(256, ge=8, description="width of the encoder's projected feature")
+
+    def build_encoder(self) -> TactileEncoder:
+        return TactileEncoder(self.encoder, self.feature_dim, self.pooling)

@@ -55,7 +55,9 @@ def test_reloaded_in_a_fresh_process_gives_identical_beam_search_output(tla_run,
         "print(json.dumps({'texts': p.last_texts, 'actions': pred.actions.tolist()}))\n"
     )
     env = {"HF_HUB_OFFLINE": "1", "PATH": ""}
-    there = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env).stdout)
+    there = json.loads(
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env).stdout
+    )
     ns: dict = {}
     import contextlib
     import io

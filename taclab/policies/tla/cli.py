@@ -22,15 +22,12 @@ tla_app = typer.Typer(
 
 
 def _parse_sets(items: list[str] | None) -> dict:
-    import yaml
+    from taclab.utils import parse_sets
 
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    try:
+        return parse_sets(items)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 @tla_app.command("init-tiny")
