@@ -86,3 +86,11 @@ def test_train_eval_report_commands(tmp_path, tiny_dataset):
     r = runner.invoke(app, ["report", str(ev), "--out", str(tmp_path / "report")])
     assert r.exit_code == 0, r.output
     assert "| BC | taclab |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_tla_commands_reject_bad_input(tmp_path):
+    r = runner.invoke(app, ["tla", "init-tiny", str(tmp_path / "m"), "--set", "hidden=64"])
+    assert r.exit_code == 2 and "unknown tiny model setting(s) ['hidden']" in r.output
+    assert not (tmp_path / "m").exists()
+    r = runner.invoke(app, ["tla", "merge", str(tmp_path / "none"), str(tmp_path / "out")])
+    assert r.exit_code == 2 and "not a TLA model checkpoint" in r.output

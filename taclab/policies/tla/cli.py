@@ -22,12 +22,15 @@ tla_app = typer.Typer(
 
 
 def _parse_sets(items: list[str] | None) -> dict:
-    from taclab.utils import parse_sets
+    from taclab.cli import _parse_sets as parse  # the main command line's --set parser
 
-    try:
-        return parse_sets(items)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+    return parse(items)
+
+
+def _clear_errors():
+    from taclab.cli import _clear_errors as clear  # bad input: its message and exit code 2
+
+    return clear()
 
 
 @tla_app.command("init-tiny")
@@ -42,7 +45,8 @@ def init_tiny_cmd(
     """Build the tiny randomly initialized Qwen2-VL and its tokenizer offline and save them in OUT."""
     from taclab.policies.tla.tiny import init_tiny
 
-    path = init_tiny(out, image_size=image_size, seed=seed, **_parse_sets(set_))
+    with _clear_errors():
+        path = init_tiny(out, image_size=image_size, seed=seed, **_parse_sets(set_))
     typer.echo(str(path))
 
 
@@ -54,7 +58,8 @@ def merge_cmd(
     """Merge a checkpoint's LoRA adapter into its base model and save a plain Qwen2-VL folder in OUT."""
     from taclab.policies.tla.model import TLAModel
 
-    path = TLAModel.load(checkpoint_dir).merge(out)
+    with _clear_errors():
+        path = TLAModel.load(checkpoint_dir).merge(out)
     typer.echo(str(path))
 
 
@@ -135,7 +140,9 @@ def bench_cmd(
         import torch
 
         torch.set_num_threads(threads)
-    result = benchmark(model, image_size=image_size, finetune=finetune, batch=batch, steps=steps, **_parse_sets(set_))
+    with _clear_errors():
+        sets = _parse_sets(set_)
+        result = benchmark(model, image_size=image_size, finetune=finetune, batch=batch, steps=steps, **sets)
     typer.echo(json.dumps(result, indent=2))
 
 
