@@ -5,9 +5,9 @@ from taclab.policies import POLICIES, load_policy, make_policy
 
 
 def test_registry_and_unknown_name():
-    assert {"oracle", "random", "zero"} <= set(POLICIES)
-    with pytest.raises(ValueError, match=r"unknown policy 'bc'.*oracle"):
-        make_policy("bc")
+    assert {"oracle", "random", "zero", "bc", "dp", "tla"} <= set(POLICIES)
+    with pytest.raises(ValueError, match=r"unknown policy 'bcc'.*oracle"):
+        make_policy("bcc")
 
 
 def test_save_load_round_trip(tmp_path):
