@@ -57,16 +57,17 @@ class Policy(ABC):
 
     @classmethod
     def load(cls, directory: str | Path) -> Policy:
-        meta = _read_meta(directory)
-        if meta["policy"] != cls.name:
-            raise ValueError(f"{directory} holds a {meta['policy']!r} policy, not {cls.name!r}")
-        return cls(**meta["config"])
+        return cls(**_read_meta(directory, cls.name)["config"])
 
 
-def _read_meta(directory: str | Path) -> dict[str, Any]:
+def _read_meta(directory: str | Path, expected: str | None = None) -> dict[str, Any]:
+    """The record of ``policy.json``; with ``expected``, checks it holds that policy."""
     from taclab.utils import read_json_record
 
-    return read_json_record(Path(directory) / "policy.json", ("policy", "config"), "not a taclab policy checkpoint")
+    meta = read_json_record(Path(directory) / "policy.json", ("policy", "config"), "not a taclab policy checkpoint")
+    if expected is not None and meta["policy"] != expected:
+        raise ValueError(f"{directory} holds a {meta['policy']!r} policy, not {expected!r}")
+    return meta
 
 
 def make_policy(name: str, **kwargs) -> Policy:

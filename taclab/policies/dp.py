@@ -119,12 +119,11 @@ class DiffusionPolicy(LearnedPolicy):
         return F.mse_loss(self.model(noisy, t, inputs["images"]), target)
 
     def predict_batch(self, inputs, generator=None) -> Prediction:
-        model = getattr(self.model, "module", self.model)
-        feature = model.encoder(inputs["images"])
+        feature = self.model.encoder(inputs["images"])
         x = torch.randn((len(feature), 3), generator=generator).to(feature.device)
         self.sampler.set_timesteps(self.cfg.inference_steps)
         for t in self.sampler.timesteps:
-            out = model.denoise(x, t.to(x.device).expand(len(x)), feature)
+            out = self.model.denoise(x, t.to(x.device).expand(len(x)), feature)
             x = self.sampler.step(out, t, x, generator=generator).prev_sample
         a = self._unscale(x.clamp(-1, 1)).double().cpu().numpy()
         return Prediction(a, torch.zeros(len(a), dtype=torch.bool).numpy())

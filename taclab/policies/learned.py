@@ -45,8 +45,12 @@ class LearnedPolicy(Policy):
             config = config.model_dump()
         self.cfg = self.Config(**{**(config or {}), **overrides})
         torch.manual_seed(getattr(self.cfg, "seed", 0))
-        self.stats: dict[str, torch.Tensor] | None = None
+        self._init_state()
         self.model = self.build_model()
+
+    def _init_state(self) -> None:
+        """What a policy holds besides its config and model: statistics, task, flags, device."""
+        self.stats: dict[str, torch.Tensor] | None = None
         self.task: dict[str, Any] = {}
         self.last_malformed = False
         self.device = torch.device("cpu")
@@ -110,13 +114,22 @@ class LearnedPolicy(Policy):
         img = (img - s["image_mean"][:, None, None]) / s["image_std"][:, None, None]
         return {"images": img}
 
-    def predict(self, tactile: np.ndarray, shapes: list[str] | None = None, seed: int = 0) -> Prediction:
-        """Actions for a batch of tactile sequences (B, 4, 2, H, W, 3); ``seed`` drives any sampling."""
+    def _infer(self, tactile: np.ndarray, shapes: list[str] | None, generator: torch.Generator) -> Prediction:
+        """The inference path of :meth:`predict` and :meth:`act`: prepare, predict, replace non-finite actions."""
         self.model.eval()
-        g = torch.Generator().manual_seed(int(seed))
         with torch.no_grad():
-            pred = self.predict_batch(self.prepare(tactile_batch(tactile), shapes), generator=g)
-        return _sanitize(pred)
+            pred = self.predict_batch(self.prepare(tactile, shapes), generator=generator)
+        a = np.asarray(pred.actions, dtype=np.float64).reshape(-1, 3)
+        bad = ~np.isfinite(a).all(1)
+        if bad.any():
+            a = a.copy()
+            a[bad] = 0.0
+        return Prediction(a, np.asarray(pred.malformed, dtype=bool) | bad)
+
+    def predict(self, tactile: np.ndarray, shapes: list[str] | None = None, seed: int = 0) -> Prediction:
+        """Actions for a batch of tactile sequences (B, 4, 2, H, W, 3); ``seed`` drives any sampling.
+        Non-finite actions are replaced by the zero action and flagged as malformed."""
+        return self._infer(tactile_batch(tactile), shapes, torch.Generator().manual_seed(int(seed)))
 
     def reset(self, task: dict | None = None) -> None:
         self.task = dict(task or {})
@@ -125,25 +138,18 @@ class LearnedPolicy(Policy):
     def act(self, obs, info=None) -> np.ndarray:
         if not hasattr(self, "_generator"):
             self.reset()
-        self.model.eval()
-        shapes = [self.task.get("shape", "square")]
-        with torch.no_grad():
-            pred = _sanitize(self.predict_batch(self.prepare(tactile_from_obs(obs), shapes), generator=self._generator))
+        pred = self._infer(tactile_from_obs(obs), [self.task.get("shape", "square")], self._generator)
         self.last_malformed = bool(pred.malformed[0])
         return pred.actions[0].astype(np.float32)
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        model = getattr(self.model, "module", self.model)  # unwrapped from DistributedDataParallel
-        return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-
     def save(self, directory: str | Path) -> Path:
         from safetensors.torch import save_file
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         stats = self._need_stats()
-        for name, tensors in (("model", self.state_dict()), ("normalization", stats)):
+        for name, tensors in (("model", self.model.state_dict()), ("normalization", stats)):
             tmp = d / f".{name}.safetensors.tmp"
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
             tmp.replace(d / f"{name}.safetensors")
@@ -154,10 +160,7 @@ class LearnedPolicy(Policy):
         from safetensors.torch import load_file
 
         d = Path(directory)
-        meta = _read_meta(d)
-        if meta["policy"] != cls.name:
-            raise ValueError(f"{d} holds a {meta['policy']!r} policy, not {cls.name!r}")
-        policy = cls(meta["config"])
+        policy = cls(_read_meta(d, cls.name)["config"])
         for f in ("model.safetensors", "normalization.safetensors"):
             if not (d / f).is_file():
                 raise FileNotFoundError(f"{d / f} is missing: the checkpoint is incomplete")
@@ -168,13 +171,3 @@ class LearnedPolicy(Policy):
             raise ValueError(f"{d / 'normalization.safetensors'} lacks {missing}")
         policy.stats = stats
         return policy
-
-
-def _sanitize(pred: Prediction) -> Prediction:
-    """Replace non-finite actions by the zero action and flag them as malformed."""
-    a = np.asarray(pred.actions, dtype=np.float64).reshape(-1, 3)
-    bad = ~np.isfinite(a).all(1)
-    if bad.any():
-        a = a.copy()
-        a[bad] = 0.0
-    return Prediction(a, np.asarray(pred.malformed, dtype=bool) | bad)

@@ -66,16 +66,12 @@ class TLAPolicy(LearnedPolicy):
     @classmethod
     def load(cls, directory: str | Path) -> TLAPolicy:
         d = Path(directory)
-        meta = _read_meta(d)
-        if meta["policy"] != cls.name:
-            raise ValueError(f"{d} holds a {meta['policy']!r} policy, not {cls.name!r}")
-        self = cls.__new__(cls)
+        _read_meta(d, cls.name)
+        self = cls.__new__(cls)  # the model comes from the checkpoint, not from building the config's base model
+        self._init_state()
         self.tla = TLAModel.load(d)
         self.cfg = self.tla.cfg
         self.model = self.tla.model
         self.stats = {}
-        self.task = {}
-        self.last_malformed = False
         self.last_texts = []
-        self.device = torch.device("cpu")
         return self
