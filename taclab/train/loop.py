@@ -234,14 +234,33 @@ def validate(policy, val, seed: int, max_samples: int) -> dict[str, Any]:
     return m
 
 
+def _temp_dir(target: Path) -> Path:
+    """An empty folder beside ``target`` to write into before :func:`_swap_in`."""
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Replace ``target`` by the complete folder ``tmp``; until the swap ends, ``target`` or ``target.old`` holds
+    the previous complete version."""
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def _save_checkpoint(ckpt: Path, model, stats, ema: EMA | None, optimizer, scheduler, state: dict) -> None:
     """Write the resumable state to a temp folder, then swap it in: ``last`` is always complete."""
     from safetensors.torch import save_file
 
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = _temp_dir(ckpt)
     save_file(trained_state(model), str(tmp / "trained.safetensors"))
     if stats:
         save_file({k: v.detach().cpu().contiguous() for k, v in stats.items()}, str(tmp / "normalization.safetensors"))
@@ -249,14 +268,7 @@ def _save_checkpoint(ckpt: Path, model, stats, ema: EMA | None, optimizer, sched
         save_file(ema.state_dict(), str(tmp / "ema.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    old = ckpt.with_name(ckpt.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if ckpt.exists():
-        ckpt.rename(old)
-    tmp.rename(ckpt)
-    if old.exists():
-        shutil.rmtree(old)
+    _swap_in(tmp, ckpt)
 
 
 def _find_checkpoint(ckpt: Path) -> Path | None:
@@ -327,13 +339,12 @@ def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
         if (found / "normalization.safetensors").is_file():
             stats = load_file(str(found / "normalization.safetensors"))
             policy.stats = {k: v.to(accelerator.device) for k, v in stats.items()}
-        if ema is not None:
-            ema.load_state_dict(load_file(str(found / "ema.safetensors")))
         opt = torch.load(found / "optimizer.pt", weights_only=False)
         optimizer.load_state_dict(opt["optimizer"])
         scheduler.load_state_dict(opt["scheduler"])
         state = json.loads((found / "state.json").read_text())
         if ema is not None:
+            ema.load_state_dict(load_file(str(found / "ema.safetensors")))
             ema.updates = state["step"]
     model, optimizer = accelerator.prepare(policy.model, optimizer)
     raw_model = policy.model
@@ -356,11 +367,17 @@ def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     last_val: dict[str, Any] = {}
     stop = tc.max_steps if tc.max_steps is not None else total
 
+    saved_at = (state["step"], state["epoch"]) if resume else None
+
     def checkpoint():
+        nonlocal saved_at
+        if saved_at == (state["step"], state["epoch"]):
+            return  # this state is on disk already (an epoch's end that is also a checkpoint_every step)
         state["elapsed_s"] = time.perf_counter() - t0
         accelerator.wait_for_everyone()
         if main:
             _save_checkpoint(ckpt_dir, raw_model, policy.stats, ema, optimizer, scheduler, state)
+        saved_at = (state["step"], state["epoch"])
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
@@ -439,14 +456,10 @@ def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = Fals
     elapsed = time.perf_counter() - t0
     final = out / "policy"
     if main:
-        tmp = out / ".policy.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        tmp = _temp_dir(final)
         with averaged():
             policy.save(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        _swap_in(tmp, final)
         summary = {
             "policy": run.policy,
             "steps": state["step"],
