@@ -94,6 +94,11 @@ def _pool(task_rows: list[dict]) -> tuple[float | None, float | None]:
     return 100.0 * len(ok) / len(eps), (float(np.mean([e["attempts"] - 1 for e in ok])) if ok else None)
 
 
+def _success_steps(cells: list[dict | None]) -> list:
+    """(success %, steps) of each task's record, None for a task that was not run."""
+    return [v for t in cells for v in ((t["success_rate"], t["mean_steps"]) if t else (None, None))]
+
+
 def _task(rec: dict, shape: str, clearance: float) -> dict | None:
     for t in rec["tasks"]:
         if t["shape"] == shape and abs(t["clearance_mm"] - clearance) < 1e-9:
@@ -147,13 +152,8 @@ def build_tables(records: list[dict]) -> dict[str, dict]:
     rows = []
     for n, r in loops.items():
         cells = [_task(r, "square", c) for c in CLEARANCES]
-        if not any(cells):
-            continue
-        vals = []
-        for t in cells:
-            vals += [t["success_rate"], t["mean_steps"]] if t else [None, None]
-        vals += list(_pool([t for t in cells if t]))
-        rows.append([n, "taclab", *vals])
+        if any(cells):
+            rows.append([n, "taclab", *_success_steps(cells), *_pool([t for t in cells if t])])
     rows += [[n, "paper", *(x for pair in v for x in pair)] for n, v in PAPER["table3"].items()]
     cols = [f"{h} {c}" for c in ("2.0 mm", "1.6 mm", "1.0 mm", "Total") for h in ("Suc (%)", "Step")]
     tables["table3"] = {"title": "Table III: square peg, clearances 2.0 / 1.6 / 1.0 mm", "columns": cols, "rows": rows}
@@ -161,12 +161,8 @@ def build_tables(records: list[dict]) -> dict[str, dict]:
     rows = []
     for n, r in loops.items():
         cells = [_task(r, s, 2.0) for s in SHAPES]
-        if not any(cells):
-            continue
-        vals = []
-        for t in cells:
-            vals += [t["success_rate"], t["mean_steps"]] if t else [None, None]
-        rows.append([n, "taclab", *vals])
+        if any(cells):
+            rows.append([n, "taclab", *_success_steps(cells)])
     rows += [[n, "paper", *(x for pair in v for x in pair)] for n, v in PAPER["table4"].items()]
     cols = [f"{h} {s}" for s in SHAPES for h in ("Suc (%)", "Step")]
     tables["table4"] = {
