@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from taclab.data.labels import DELTA_MM, MAX_ROT_DEG
+from taclab.papers.tla.labels import DELTA_MM, MAX_ROT_DEG
 
 FORMAT_VERSION = 1
 ACTION_LIMITS = np.array([DELTA_MM, DELTA_MM, MAX_ROT_DEG])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taclab.data.labels import DELTA_MM, MAX_ROT_DEG
+from taclab.papers.tla.labels import DELTA_MM, MAX_ROT_DEG
 
 SHAPE_WORDS = {"square": "square", "triangle": "triangular", "round": "round", "hexagon": "hexagonal"}
 """How an instruction names each paper shape; other shapes are named as they are."""

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from taclab.data.labels import DELTA_MM, MAX_ROT_DEG, tla_label
+from taclab.papers.tla.labels import DELTA_MM, MAX_ROT_DEG, tla_label
 from taclab.sim.config import SceneConfig
 from taclab.sim.peg_in_hole import N_FRAMES, PegInHoleSim
 from taclab.sim.scene import cached_scene

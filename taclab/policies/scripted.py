@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from taclab.data.labels import DELTA_MM, MAX_ROT_DEG, tla_label
+from taclab.papers.tla.labels import DELTA_MM, MAX_ROT_DEG, tla_label
 from taclab.policies.base import Policy, register
 
 ACTION_LIMITS = np.array([DELTA_MM, DELTA_MM, MAX_ROT_DEG])

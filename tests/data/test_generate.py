@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taclab.data.generate import GenerateConfig, generate, read_config, shard_plan
-from taclab.data.labels import tla_label
+from taclab.papers.tla.labels import tla_label
 from taclab.data.storage import DatasetError, load, tactile_array
 from taclab.envs.peg_in_hole import PegInHoleEnv
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from taclab.data.labels import tla_label
+from taclab.papers.tla.labels import tla_label
 from taclab.eval.metrics import action_metrics, converging, pair_correct
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from taclab.data.labels import tla_label
+from taclab.papers.tla.labels import tla_label
 
 
 def test_positive_branch_moves_to_the_clearance_edge():
