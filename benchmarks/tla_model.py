@@ -28,7 +28,7 @@ from tla_baselines import (
     write_results,
 )
 
-from taclab.policies.tla import init_tiny
+from taclab.papers.tla import init_tiny
 from taclab.train import load_run_config
 
 RUNS = {"SP-TLA (tiny)": ("tla_sp_tiny.yaml", "sp"), "MP-TLA (tiny)": ("tla_mp_tiny.yaml", "mp")}

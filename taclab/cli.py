@@ -191,7 +191,7 @@ def train(
     typer.echo(f"policy saved to {final}; logs and learning_curve.png in {out}")
 
 
-from taclab.policies.tla.cli import tla_app  # noqa: E402 - light: transformers loads when a command runs
+from taclab.papers.tla.cli import tla_app  # noqa: E402 - light: transformers loads when a command runs
 
 app.add_typer(tla_app, name="tla")
 

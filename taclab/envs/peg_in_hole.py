@@ -12,12 +12,11 @@ import math
 import time
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from taclab.papers.tla.labels import DELTA_MM, MAX_ROT_DEG, tla_label
+from taclab.envs.base import TaclabEnv
 from taclab.sim.config import SceneConfig
 from taclab.sim.peg_in_hole import N_FRAMES, PegInHoleSim
 from taclab.sim.scene import cached_scene
@@ -51,6 +50,9 @@ class PegInHoleConfig(BaseModel):
     raw_fields: bool = Field(False, description="add the raw depth, shear and force arrays to observations")
     sensor_noise: bool = Field(True, description="add the profile's pixel noise to tactile images")
 
+    max_translation_mm: float = Field(1.0, gt=0, description="largest correction along x and y per step (mm)")
+    max_rotation_deg: float = Field(1.5, gt=0, description="largest correction about z per step (degrees)")
+
     @field_validator("image_size")
     @classmethod
     def _size(cls, v):
@@ -65,10 +67,17 @@ def check_shape(shape: str) -> str:
     return shape
 
 
-class PegInHoleEnv(gym.Env):
+class PegInHoleEnv(TaclabEnv):
     """Tactile peg-in-hole, one insertion attempt per step. See the module docstring and docs/environment.md."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    Config = PegInHoleConfig
+    TASK_KEYS = ("shape", "clearance_mm")
+    TASK_LISTS = {
+        "shapes": tuple({"shape": s, "clearance_mm": 2.0} for s in ("square", "triangle", "round", "hexagon")),
+        "clearances": tuple({"shape": "square", "clearance_mm": c} for c in (2.0, 1.6, 1.0)),
+    }
+    RESULT_FIELDS = ("shape", "clearance_mm", "attempt", "initial_error")
 
     def __init__(self, config: PegInHoleConfig | dict | None = None, render_mode: str | None = None, **overrides):
         if config is None:
@@ -91,7 +100,7 @@ class PegInHoleEnv(gym.Env):
             obs["shear"] = spaces.Box(-np.inf, np.inf, (N_FRAMES, 2, rows, cols, 2), np.float32)
             obs["force"] = spaces.Box(0, np.inf, (N_FRAMES, 2, rows, cols), np.float32)
         self.observation_space = spaces.Dict(obs)
-        lim = np.array([DELTA_MM, DELTA_MM, MAX_ROT_DEG], dtype=np.float32)
+        lim = np.array([config.max_translation_mm, config.max_translation_mm, config.max_rotation_deg], np.float32)
         self.action_space = spaces.Box(-lim, lim, dtype=np.float32)
         base = get_profile(config.sensor).model_dump()
         profile = OpticalProfile(**{**base, **config.sensor_overrides, "image_size": tuple(config.image_size)})
@@ -102,6 +111,7 @@ class PegInHoleEnv(gym.Env):
         self._sim: PegInHoleSim | None = None
         self._hand = np.zeros(3)  # x (m), y (m), yaw (rad) of the hand for the last attempt
         self._attempt = 0
+        self._initial_error = np.zeros(3, np.float32)
         self._shape = config.shape
         self._clearance_mm = config.clearance_mm
         self._keep_slip = config.keep_slip
@@ -130,7 +140,7 @@ class PegInHoleEnv(gym.Env):
         err = self._error()
         return {
             "error": err.astype(np.float32),
-            "label": tla_label(err, self._clearance_mm).astype(np.float32),
+            "initial_error": self._initial_error.copy(),
             "attempt": self._attempt,
             "is_success": bool(success),
             "contact": bool(contact),
@@ -215,6 +225,7 @@ class PegInHoleEnv(gym.Env):
         self._done = bool(res.success)
         obs = self._observe(res.field) if res.field is not None else self._empty_obs()
         self._last_obs = obs
+        self._initial_error = self._error().astype(np.float32)
         return obs, self._info(res.success, res.contact)
 
     def step(self, action):

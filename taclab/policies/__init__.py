@@ -1,7 +1,9 @@
-"""Policies: a common interface (``base``) and one module per policy family."""
+"""Policies: one contract (``base``), chunk execution (``chunking``) and one module per policy family.
 
-from taclab.policies import bc, dp, scripted  # noqa: F401 - registers bc, dp, oracle, random, zero
-from taclab.policies.base import POLICIES, Policy, load_policy, make_policy, register
-from taclab.policies.tla import policy as _tla  # noqa: F401 - registers tla
+Paper packages register their own policies (e.g. the TLA paper's oracle and TLA model) when ``taclab.papers``
+is imported."""
 
-__all__ = ["POLICIES", "Policy", "load_policy", "make_policy", "register"]
+from taclab.policies import bc, dp, scripted  # noqa: F401 - registers bc, dp, random, zero
+from taclab.policies.base import POLICIES, Policy, load_policy, make_policy, register, resolve
+
+__all__ = ["POLICIES", "Policy", "load_policy", "make_policy", "register", "resolve"]

@@ -1,4 +1,17 @@
-"""The common policy interface and the registry that maps names to policy classes."""
+"""The policy contract every taclab policy follows, the registry that maps names to policy classes, and the one
+loader that turns a name, a checkpoint folder or a training run folder into a policy.
+
+The contract (see docs/architecture.md):
+
+- ``reset(task)`` at the start of every episode, with the task as a user would state it (e.g. the peg shape);
+- ``select_action(obs, info=None) -> (action_dim,)``; only ``privileged`` policies (oracles, scripted
+  demonstrators) may read ``info``;
+- chunking policies also implement ``predict_action_chunk(obs) -> (horizon, action_dim)`` and keep their queue
+  or temporal ensemble themselves (:mod:`taclab.policies.chunking`);
+- ``bind(action_space)`` tells a policy the action box of the env (or dataset) it will act in; the reference
+  policies (random, zero) draw from it and learned policies check it against the action they were trained on;
+- ``save(dir)`` / ``load(dir)``: a checkpoint folder with ``policy.json`` first in any loader's eyes.
+"""
 
 from __future__ import annotations
 
@@ -26,23 +39,37 @@ def register(name: str):
 
 
 class Policy(ABC):
-    """A policy maps an observation to an action.
-
-    ``act`` receives the environment's observation and, optionally, its ``info`` dict. Only privileged
-    baselines (the oracle) read ``info``; learned policies must not. Checkpoints are folders: ``save(dir)``
-    writes ``policy.json`` (name and config) next to any weights, and ``load_policy(dir)`` rebuilds the policy
-    without the training config.
-    """
+    """A policy maps an observation (a dict of arrays) to an action. See the module docstring."""
 
     name: ClassVar[str] = ""
     privileged: ClassVar[bool] = False
 
+    action_low: np.ndarray | None = None
+    action_high: np.ndarray | None = None
+
     def reset(self, task: dict[str, Any] | None = None) -> None:  # noqa: B027 - stateless policies need nothing
-        """Forget any per-episode state. Called at the start of every episode with the task specification
-        (``{"shape": ..., "clearance_mm": ...}``): what a user would tell the robot, not privileged state."""
+        """Forget any per-episode state. Called at the start of every episode with the task specification:
+        what a user would tell the robot, never privileged state."""
 
     @abstractmethod
-    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> np.ndarray: ...
+    def select_action(self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> np.ndarray: ...
+
+    def predict_action_chunk(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(horizon, action_dim) actions for the coming steps; only chunking policies implement it."""
+        raise NotImplementedError(f"the {self.name!r} policy does not predict action chunks")
+
+    def bind(self, action_space) -> None:
+        """Record the action box (a Gymnasium ``Box``) this policy acts in."""
+        low = np.asarray(action_space.low, dtype=np.float64)
+        high = np.asarray(action_space.high, dtype=np.float64)
+        if low.ndim != 1 or low.shape != high.shape or not np.all(low <= high):
+            raise ValueError(f"a policy acts in a 1-d box action space, got low {low} and high {high}")
+        self.action_low, self.action_high = low, high
+
+    def _need_box(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.action_low is None:
+            raise RuntimeError(f"the {self.name!r} policy needs the action space: call bind(env.action_space) first")
+        return self.action_low, self.action_high
 
     def config(self) -> dict[str, Any]:
         return {}
@@ -51,16 +78,20 @@ class Policy(ABC):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / "policy.json.tmp"
-        tmp.write_text(json.dumps({"policy": self.name, "config": self.config()}, indent=2))
+        tmp.write_text(json.dumps({"policy": self.name, **self.checkpoint_record()}, indent=2))
         tmp.replace(d / "policy.json")
         return d
 
+    def checkpoint_record(self) -> dict[str, Any]:
+        """What ``policy.json`` holds besides the policy's name."""
+        return {"config": self.config()}
+
     @classmethod
     def load(cls, directory: str | Path) -> Policy:
-        return cls(**_read_meta(directory, cls.name)["config"])
+        return cls(**read_meta(directory, cls.name)["config"])
 
 
-def _read_meta(directory: str | Path, expected: str | None = None) -> dict[str, Any]:
+def read_meta(directory: str | Path, expected: str | None = None) -> dict[str, Any]:
     """The record of ``policy.json``; with ``expected``, checks it holds that policy."""
     from taclab.utils import read_json_record
 
@@ -71,6 +102,8 @@ def _read_meta(directory: str | Path, expected: str | None = None) -> dict[str, 
 
 
 def make_policy(name: str, **kwargs) -> Policy:
+    """A new policy of a registered name (policies of paper packages register when ``taclab.papers`` is
+    imported, as the command line does)."""
     from taclab import policies as _  # noqa: F401 - registers the built-in policies
 
     if name not in POLICIES:
@@ -78,15 +111,51 @@ def make_policy(name: str, **kwargs) -> Policy:
     return POLICIES[name](**kwargs)
 
 
-def load_policy(directory: str | Path) -> Policy:
-    """Load any registered policy from its checkpoint folder (or from a training run folder holding
-    ``policy/``)."""
-    from taclab import policies as _  # noqa: F401
-
+def checkpoint_dir(directory: str | Path) -> Path:
+    """The checkpoint folder of ``directory``: itself, or the ``policy/`` folder of a training run."""
     directory = Path(directory)
     if not (directory / "policy.json").is_file() and (directory / "policy" / "policy.json").is_file():
-        directory = directory / "policy"
-    meta = _read_meta(directory)
+        return directory / "policy"
+    return directory
+
+
+def load_policy(directory: str | Path, device: str = "cpu") -> Policy:
+    """Load any registered policy from its checkpoint folder (or from a training run folder holding
+    ``policy/``), on ``device``."""
+    from taclab import policies as _  # noqa: F401
+
+    directory = checkpoint_dir(directory)
+    meta = read_meta(directory)
     if meta["policy"] not in POLICIES:
         raise ValueError(f"{directory}: unknown policy {meta['policy']!r}; allowed: {sorted(POLICIES)}")
-    return POLICIES[meta["policy"]].load(directory)
+    policy = POLICIES[meta["policy"]].load(directory)
+    if device != "cpu" and hasattr(policy, "to"):
+        policy.to(device)
+    return policy
+
+
+_RESOLVED: dict[tuple[str, str], Policy] = {}
+
+
+def resolve(spec: str | Path | Policy, device: str = "cpu", cache: bool = True) -> Policy:
+    """A policy from a registered name, a checkpoint folder or a training run folder (or a Policy, returned as
+    it is). Checkpoints are loaded once per process and device: later calls return the same object, so callers
+    that need per-episode state of their own take ``copy.copy`` of it and call ``reset``."""
+    from taclab import policies as _  # noqa: F401
+
+    if isinstance(spec, Policy):
+        return spec
+    p = Path(spec)
+    if p.exists():
+        key = (str(checkpoint_dir(p).resolve()), str(device))
+        if not cache:
+            return load_policy(p, device)
+        if key not in _RESOLVED:
+            _RESOLVED[key] = load_policy(p, device)
+        return _RESOLVED[key]
+    if str(spec) in POLICIES:
+        return make_policy(str(spec))
+    raise ValueError(
+        f"policy {str(spec)!r} is neither a checkpoint folder, a training run folder nor a registered policy "
+        f"{sorted(POLICIES)}"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -34,7 +35,7 @@ class BCPolicy(LearnedPolicy):
             nn.Linear(c.feature_dim, c.hidden),
             nn.ReLU(),
             nn.Dropout(c.dropout),
-            nn.Linear(c.hidden, 3),
+            nn.Linear(c.hidden, self.io.action_dim),
         )
 
     def _normalize(self, actions: torch.Tensor) -> torch.Tensor:
@@ -51,4 +52,4 @@ class BCPolicy(LearnedPolicy):
         s = self._need_stats()
         out = self.model(inputs["images"]) * s["action_std"] + s["action_mean"]
         a = out.double().cpu().numpy()
-        return Prediction(a, torch.zeros(len(a), dtype=torch.bool).numpy())
+        return Prediction(a, np.zeros(len(a), dtype=bool))

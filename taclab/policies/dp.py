@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
@@ -68,14 +69,14 @@ class _FiLMBlock(nn.Module):
 
 
 class _Denoiser(nn.Module):
-    def __init__(self, cfg: DPConfig):
+    def __init__(self, cfg: DPConfig, action_dim: int):
         super().__init__()
         self.encoder = cfg.build_encoder()
         self.t_dim = 64
         cond = cfg.feature_dim + self.t_dim
-        self.inp = nn.Linear(3, cfg.hidden)
+        self.inp = nn.Linear(action_dim, cfg.hidden)
         self.blocks = nn.ModuleList(_FiLMBlock(cfg.hidden, cond) for _ in range(cfg.blocks))
-        self.out = nn.Linear(cfg.hidden, 3)
+        self.out = nn.Linear(cfg.hidden, action_dim)
 
     def forward(self, noisy: torch.Tensor, t: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return self.denoise(noisy, t, self.encoder(images))
@@ -100,7 +101,7 @@ class DiffusionPolicy(LearnedPolicy):
         kw["prediction_type"] = c.prediction_type
         self.train_scheduler = DDPMScheduler(**kw)
         self.sampler = (DDIMScheduler if c.scheduler == "ddim" else DDPMScheduler)(**kw)
-        return _Denoiser(c)
+        return _Denoiser(c, self.io.action_dim)
 
     def _scale(self, actions):
         s = self._need_stats()
@@ -120,10 +121,10 @@ class DiffusionPolicy(LearnedPolicy):
 
     def predict_batch(self, inputs, generator=None) -> Prediction:
         feature = self.model.encoder(inputs["images"])
-        x = torch.randn((len(feature), 3), generator=generator).to(feature.device)
+        x = torch.randn((len(feature), self.io.action_dim), generator=generator).to(feature.device)
         self.sampler.set_timesteps(self.cfg.inference_steps)
         for t in self.sampler.timesteps:
             out = self.model.denoise(x, t.to(x.device).expand(len(x)), feature)
             x = self.sampler.step(out, t, x, generator=generator).prev_sample
         a = self._unscale(x.clamp(-1, 1)).double().cpu().numpy()
-        return Prediction(a, torch.zeros(len(a), dtype=torch.bool).numpy())
+        return Prediction(a, np.zeros(len(a), dtype=bool))

@@ -1,11 +1,11 @@
 """The TLA model as a taclab policy (``--policy tla``): trained by the shared loop, evaluated by the harness.
 
 The shared preprocessing of a TLA policy is :meth:`TLAModel.batch`: the composite image of
-:func:`taclab.data.instruct.composite_image`, the instruction of the task's peg shape and, for training, the
-action encoded as text by the action codec. Training, offline evaluation and ``act`` all go through it.
-``act`` writes the answer by beam search; a malformed answer gives the fallback action and sets
-``last_malformed`` (counted by the evaluation, never fatal). The answer texts of the last call are kept in
-``last_texts``.
+:func:`taclab.papers.tla.instruct.composite_image`, the instruction of the task's peg shape and, for training,
+the action encoded as text by the action codec. Training, offline evaluation and ``select_action`` all go
+through it. ``select_action`` writes the answer by beam search; a malformed answer gives the fallback action
+and sets ``last_malformed`` (counted by the evaluation, never fatal). The answer texts of the last call are kept
+in ``last_texts``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from taclab.policies.base import Policy, _read_meta, register
+from taclab.papers.tla.model import TLAConfig, TLAModel
+from taclab.policies.base import Policy, register
 from taclab.policies.learned import LearnedPolicy, Prediction
-from taclab.policies.preprocess import tactile_batch
-from taclab.policies.tla.model import TLAConfig, TLAModel
 
 
 @register("tla")
@@ -26,26 +25,27 @@ class TLAPolicy(LearnedPolicy):
     """A Qwen2-VL that reads the composite tactile image and the instruction and writes the action as text."""
 
     Config = TLAConfig
+    TASK_KEYS = ("shape",)
 
     def build_model(self) -> torch.nn.Module:
         self.tla = TLAModel(self.cfg)
-        self.last_texts: list[str] = []
-        self.stats = {}
         return self.tla.model
+
+    def _init_state(self) -> None:
+        super()._init_state()
+        self.last_texts: list[str] = []
 
     def config(self) -> dict:
         return self.tla._config_record()  # the base model's location made absolute
 
-    def fit_stats(self, tactile, actions, max_images: int = 512) -> None:
+    def fit_stats(self, batch, actions, max_images: int = 512) -> None:
         """Nothing to fit: the target is the action's text, the image processor normalizes the image."""
+        self.check_batch(batch)
         self.stats = {}
 
-    def prepare(self, tactile, shapes: list[str] | None = None) -> dict:
-        t = tactile_batch(tactile)
-        shapes = list(shapes) if shapes is not None else [self.task.get("shape", "square")] * len(t)
-        if len(shapes) != len(t):
-            raise ValueError(f"got {len(t)} tactile sequences but {len(shapes)} shapes")
-        return {"tactile": t, "shapes": shapes}
+    def prepare(self, batch) -> dict:
+        self.check_batch(batch)
+        return {"tactile": np.asarray(batch[self.io.image_sequence_key()]), "shapes": [str(s) for s in batch["shape"]]}
 
     def loss(self, inputs, actions, generator):
         a = actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
@@ -66,12 +66,8 @@ class TLAPolicy(LearnedPolicy):
     @classmethod
     def load(cls, directory: str | Path) -> TLAPolicy:
         d = Path(directory)
-        _read_meta(d, cls.name)
-        self = cls.__new__(cls)  # the model comes from the checkpoint, not from building the config's base model
-        self._init_state()
-        self.tla = TLAModel.load(d)
-        self.cfg = self.tla.cfg
-        self.model = self.tla.model
-        self.stats = {}
-        self.last_texts = []
+        _, io = cls.read_io(d)
+        tla = TLAModel.load(d)  # the model comes from the checkpoint, not from the config's base model
+        self = cls.from_parts(tla.cfg, io, tla.model, {})
+        self.tla = tla
         return self

@@ -16,9 +16,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from taclab.data.instruct import ActionCodec, render_chat  # noqa: E402
-from taclab.policies.tla import TLAConfig, TLAModel, build_tokenizer, init_tiny  # noqa: E402
-from taclab.policies.tla.inputs import IGNORE_INDEX, build_batch  # noqa: E402
-from taclab.policies.tla.tiny import SPECIAL_TOKENS  # noqa: E402
+from taclab.papers.tla import TLAConfig, TLAModel, build_tokenizer, init_tiny  # noqa: E402
+from taclab.papers.tla.inputs import IGNORE_INDEX, build_batch  # noqa: E402
+from taclab.papers.tla.tiny import SPECIAL_TOKENS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 56  # composite pixels: 4x4 patches of 14, 2x2 image tokens after merging
@@ -201,7 +201,7 @@ def test_an_adapter_reloaded_in_a_fresh_process_writes_the_same_text(lora_ckpt):
     np.save(ckpt.parent / "tactile.npy", tactile)
     code = (
         "import json, sys, numpy as np\n"
-        "from taclab.policies.tla import TLAModel\n"
+        "from taclab.papers.tla import TLAModel\n"
         "m = TLAModel.load(sys.argv[1])\n"
         "t = np.load(sys.argv[2])\n"
         "print('RESULT=' + json.dumps(m.generate_text(t, json.loads(sys.argv[3]))))\n"
@@ -257,7 +257,7 @@ def test_merge_exports_a_loadable_folder_with_the_same_outputs(lora_ckpt, tmp_pa
     from transformers import Qwen2VLForConditionalGeneration
     from typer.testing import CliRunner
 
-    from taclab.policies.tla.cli import tla_app
+    from taclab.papers.tla.cli import tla_app
 
     model, ckpt = lora_ckpt
     out = tmp_path / "merged"
@@ -283,7 +283,7 @@ def test_merge_exports_a_loadable_folder_with_the_same_outputs(lora_ckpt, tmp_pa
 def test_init_tiny_command(tmp_path):
     from typer.testing import CliRunner
 
-    from taclab.policies.tla.cli import tla_app
+    from taclab.papers.tla.cli import tla_app
 
     result = CliRunner().invoke(tla_app, ["init-tiny", str(tmp_path / "m"), "--image-size", "84", "--seed", "3"])
     assert result.exit_code == 0, result.output

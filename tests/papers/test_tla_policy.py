@@ -11,7 +11,7 @@ import torch
 from taclab.eval.closed_loop import evaluate_closed_loop
 from taclab.eval.offline import evaluate_offline
 from taclab.policies import load_policy, make_policy
-from taclab.policies.tla import init_tiny
+from taclab.papers.tla import init_tiny
 from taclab.train import load_run_config, train
 
 SIZE = 56
