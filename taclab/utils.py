@@ -284,10 +284,14 @@ def system_info() -> dict[str, str]:
     import mujoco
     import numpy
 
-    import taclab
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        own = version("taclab")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree without installing
+        own = "unknown (not installed)"
     out = {
-        "taclab": taclab.__version__,
+        "taclab": own,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "mujoco": mujoco.__version__,

@@ -23,17 +23,19 @@ def test_info_reports_versions_and_backend():
 
 
 def test_render_writes_pngs(tmp_path):
-    r = runner.invoke(app, ["render", "--out", str(tmp_path), "--shape", "hexagon"])
+    r = runner.invoke(app, ["render", "--out", str(tmp_path), "--set", "shape=hexagon"])
     assert r.exit_code == 0, r.output
     for name in ("scene.png", "tactile_sequences.png"):
         assert (tmp_path / name).stat().st_size > 5000
 
 
 def test_demo_small(tmp_path):
-    args = ["demo", "--out", str(tmp_path), "--train-samples", "48", "--test-samples", "24", "--epochs", "1"]
-    args += ["--episodes", "1", "--workers", "1", "--set", "image_size=[32,32]"]
+    args = ["demo", "tla", "--out", str(tmp_path.parent / tmp_path.name), "--workers", "1"]
+    for kv in ("train_samples=48", "test_samples=24", "epochs=1", "episodes=1", "env.image_size=[32,32]"):
+        args += ["--set", f"tla.{kv}"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
+    tmp_path = tmp_path / "tla"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["success_rate"]["oracle"]["square 1.0"] == 100.0
     assert summary["success_rate"]["zero"]["square 2.0"] == 0.0
@@ -48,9 +50,12 @@ def test_demo_small(tmp_path):
 
 
 def test_demo_rejects_bad_override(tmp_path):
-    r = runner.invoke(app, ["demo", "--out", str(tmp_path), "--set", "max_atempts=3"])
-    assert r.exit_code == 2
-    assert "max_atempts" in r.output
+    r = runner.invoke(app, ["demo", "tla", "--out", str(tmp_path), "--set", "tla.episodez=3"])
+    assert r.exit_code == 2 and "tla.episodez" in r.output
+    r = runner.invoke(app, ["demo", "tla", "--out", str(tmp_path), "--set", "max_attempts=3"])
+    assert r.exit_code == 2 and "max_attempts" in r.output
+    r = runner.invoke(app, ["demo", "tla", "--out", str(tmp_path), "--set", "tla.env.clearance_mm=1.0"])
+    assert r.exit_code == 2 and "tla.env.clearance_mm is not allowed" in r.output
 
 
 def test_train_and_eval_reject_bad_input(tmp_path, tiny_dataset):
@@ -66,6 +71,11 @@ def test_train_and_eval_reject_bad_input(tmp_path, tiny_dataset):
     assert r.exit_code == 2 and "'nope'" in r.output
     r = runner.invoke(app, ["eval", "closed-loop", "--policy", "zero", "--out", str(tmp_path), "--tasks", "oval:2"])
     assert r.exit_code == 2 and "'oval'" in r.output
+    args = ["eval", "closed-loop", "--policy", "zero", "--out", str(tmp_path), "--set", "clearance_mm=1.0"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "--set clearance_mm is not allowed here: the task comes from --tasks" in r.output
+    r = runner.invoke(app, ["eval", "closed-loop", "--policy", "zero", "--out", str(tmp_path), "--set", "scene.nope=1"])
+    assert r.exit_code == 2 and "scene.nope" in r.output
 
 
 def test_train_eval_report_commands(tmp_path, tiny_dataset):
@@ -79,10 +89,10 @@ def test_train_eval_report_commands(tmp_path, tiny_dataset):
     r = runner.invoke(
         app, ["eval", "offline", "--policy", str(run), "--data", str(tiny_dataset), "--out", str(ev), "--name", "BC"]
     )
-    assert r.exit_code == 0 and "GCR" in r.output, r.output
+    assert r.exit_code == 0 and "gcr" in r.output, r.output
     args = ["eval", "closed-loop", "--policy", str(run), "--out", str(ev), "--name", "BC", "--tasks", "round:2.0"]
     r = runner.invoke(app, [*args, "--episodes", "2", "--workers", "1", "--set", "image_size=[32,32]"])
-    assert r.exit_code == 0 and "round 2.0 mm" in r.output, r.output
+    assert r.exit_code == 0 and "shape=round clearance_mm=2.0" in r.output, r.output
     r = runner.invoke(app, ["report", str(ev), "--out", str(tmp_path / "report")])
     assert r.exit_code == 0, r.output
     assert "| BC | taclab |" in (tmp_path / "report" / "report.md").read_text()

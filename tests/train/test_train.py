@@ -7,9 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from taclab.data.storage import load_arrays
+import taclab.papers  # noqa: F401 - registers the TLA learning spec and policies
 from taclab.policies import load_policy
 from taclab.train import EMA, TrainingError, load_run_config, lr_lambda, train
+from taclab.train.loop import load_columns
 
 TINY = {"train.epochs": 2, "train.batch_size": 16, "train.val_fraction": 0.2, "train.log_every": 1}
 
@@ -41,10 +42,11 @@ def _act_script(policy_dir, data):
     return (
         "import json, numpy as np\n"
         "from taclab.policies import load_policy\n"
-        "from taclab.data.storage import load_arrays\n"
-        f"a = load_arrays({str(data)!r}, 'test', limit=3, progress=False)\n"
+        "from taclab.train.loop import load_columns\n"
+        "from pathlib import Path\n"
+        f"a = load_columns(Path({str(data)!r}), 'test', ['tactile'], 3, False)\n"
         f"p = load_policy({str(policy_dir)!r}); p.reset({{'shape': 'square'}})\n"
-        "print(json.dumps([p.act({'tactile': t}).tolist() for t in a.tactile]))\n"
+        "print(json.dumps([p.select_action({'tactile': t}).tolist() for t in a['tactile']]))\n"
     )
 
 
@@ -71,10 +73,10 @@ def test_checkpoint_reloaded_in_a_fresh_process_gives_identical_actions(name, bc
 
 def test_act_on_an_observation_equals_batched_prediction(bc_run, tiny_dataset):
     p = load_policy(bc_run)
-    a = load_arrays(tiny_dataset, "test", limit=5, progress=False)
-    batched = p.predict(a.tactile, list(a.shape)).actions
+    a = load_columns(tiny_dataset, "test", ["tactile"], 5, False)
+    batched = p.predict({"tactile": a["tactile"]}).actions
     p.reset({"shape": "square"})
-    one = np.stack([p.act({"tactile": t}) for t in a.tactile])
+    one = np.stack([p.select_action({"tactile": t}) for t in a["tactile"]])
     np.testing.assert_allclose(one, batched, rtol=1e-5, atol=1e-6)
 
 
@@ -117,6 +119,12 @@ def test_bad_input_stops_with_a_clear_message(tiny_dataset, tmp_path, monkeypatc
         _train("bc", tiny_dataset, bc_run)
     with pytest.raises(TrainingError, match="different config"):
         train(load_run_config(policy="bc", overrides={**TINY, "train.lr": 0.5}), tiny_dataset, bc_run, resume=True)
+    with pytest.raises(TrainingError, match="fp16"):
+        _train("bc", tiny_dataset, tmp_path / "o3", **{"train.mixed_precision": "fp16"})
+    assert not (tmp_path / "o3").exists()  # a failed start leaves nothing behind
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(TrainingError, match="is a file"):
+        _train("bc", tiny_dataset, tmp_path / "afile")
 
     from taclab.policies.bc import BCPolicy
 

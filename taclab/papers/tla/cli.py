@@ -1,7 +1,7 @@
 """Commands for the TLA model: build the tiny offline model, merge a LoRA checkpoint, measure CPU cost.
 
 ``tla_app`` is a typer app; the main command line mounts it as ``taclab tla``. It also runs on its own:
-``python -m taclab.policies.tla.cli --help``.
+``python -m taclab.papers.tla.cli --help``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from typing import Annotated
 
 import typer
 
+from taclab.commandline import clear_errors as _clear_errors
+from taclab.commandline import sets
+
 tla_app = typer.Typer(
     help="The Tactile-Language-Action model: tiny offline Qwen2-VL, LoRA merging, cost measurement.",
     no_args_is_help=True,
@@ -22,15 +25,8 @@ tla_app = typer.Typer(
 
 
 def _parse_sets(items: list[str] | None) -> dict:
-    from taclab.cli import _parse_sets as parse  # the main command line's --set parser
-
-    return parse(items)
-
-
-def _clear_errors():
-    from taclab.cli import _clear_errors as clear  # bad input: its message and exit code 2
-
-    return clear()
+    """The ``--set`` items (one grammar for every command: dotted keys, YAML values) as a config tree."""
+    return sets(items)
 
 
 @tla_app.command("init-tiny")
@@ -43,7 +39,7 @@ def init_tiny_cmd(
     ] = None,
 ) -> None:
     """Build the tiny randomly initialized Qwen2-VL and its tokenizer offline and save them in OUT."""
-    from taclab.policies.tla.tiny import init_tiny
+    from taclab.papers.tla.tiny import init_tiny
 
     with _clear_errors():
         path = init_tiny(out, image_size=image_size, seed=seed, **_parse_sets(set_))
@@ -56,7 +52,7 @@ def merge_cmd(
     out: Annotated[Path, typer.Argument(help="folder for the merged model")],
 ) -> None:
     """Merge a checkpoint's LoRA adapter into its base model and save a plain Qwen2-VL folder in OUT."""
-    from taclab.policies.tla.model import TLAModel
+    from taclab.papers.tla.model import TLAModel
 
     with _clear_errors():
         path = TLAModel.load(checkpoint_dir).merge(out)
@@ -83,8 +79,8 @@ def benchmark(
     import numpy as np
     import torch
 
-    from taclab.policies.tla.model import TLAConfig, TLAModel
-    from taclab.policies.tla.tiny import init_tiny
+    from taclab.papers.tla.model import TLAConfig, TLAModel
+    from taclab.papers.tla.tiny import init_tiny
 
     with tempfile.TemporaryDirectory() as tmp:
         if model is None:
