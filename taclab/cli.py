@@ -1,39 +1,39 @@
-"""The ``taclab`` command line. Every subcommand is a thin wrapper over a library function."""
+"""The ``taclab`` command line. Every subcommand is a thin wrapper over a library function.
+
+Bad input ends every command with one ``error: ...`` line and exit code 2 (usage errors included, see
+:func:`main`). ``--set key=value`` follows one grammar everywhere (:mod:`taclab.overrides`).
+"""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import sys
 from pathlib import Path
 
 import typer
+
+from taclab.commandline import clear_errors as _clear_errors
+from taclab.commandline import fail
+from taclab.commandline import sets as _sets
 
 app = typer.Typer(
     help="taclab: tactile simulation, datasets, policies and evaluation for contact-rich manipulation.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
 def _parse_sets(items: list[str] | None) -> dict:
+    """The ``--set`` items as a flat ``{dotted key: value}`` dict (the generator applies them per split)."""
     from taclab.utils import parse_sets
 
-    try:
+    with _clear_errors():
         return parse_sets(items)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
 
 
-@contextmanager
-def _clear_errors():
-    """Bad input ends the command with its message (no traceback) and exit code 2."""
-    from taclab.train.loop import TrainingError
-
-    try:
-        yield
-    except (ValueError, FileNotFoundError, TrainingError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+def _papers() -> None:
+    import taclab.papers  # noqa: F401 - registers the papers' policies, learning specs, reports, demos
 
 
 @app.command()
@@ -47,42 +47,47 @@ def info() -> None:
 
 @app.command()
 def render(
+    task: str = typer.Option("peg", help="what to render (peg, and the tasks of the other papers; see docs)"),
     out: Path = typer.Option(Path("outputs/render"), help="folder for the PNGs"),
-    shape: str = typer.Option("square", help="peg shape"),
-    clearance_mm: float = typer.Option(2.0, help="clearance (mm)"),
-    magnitude_mm: float = typer.Option(2.5, help="size of the translation errors shown (mm)"),
-    rotation_deg: float = typer.Option(4.5, help="size of the rotation errors shown (deg)"),
+    seed: int = typer.Option(0, help="seed of the rendered episode"),
+    set_: list[str] = typer.Option(None, "--set", help="keyword of the task's renderer, key=value (repeatable)"),
 ) -> None:
-    """Save PNGs of the scene and of tactile sequences for errors of each sign."""
-    from taclab.viz import render_examples
+    """Save PNGs a person can read of a task's scene and sensors (peg: tactile sequences and shear fields)."""
+    from taclab.papers import RENDERERS
 
-    paths = render_examples(
-        out, shape=shape, clearance_mm=clearance_mm, magnitude_mm=magnitude_mm, rotation_deg=rotation_deg
-    )
+    with _clear_errors():
+        if task not in RENDERERS:
+            raise ValueError(f"unknown --task {task!r}; allowed: {sorted(RENDERERS)}")
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; give a folder for the PNGs")
+        paths = RENDERERS[task](out, seed=seed, **_sets(set_))
     for p in paths:
         typer.echo(str(p))
 
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("outputs/demo"), help="output folder"),
-    train_samples: int = typer.Option(1200, min=1, help="samples of the demo's training split"),
-    test_samples: int = typer.Option(300, min=1, help="samples of the demo's test split"),
-    epochs: int = typer.Option(10, min=1, help="BC training epochs"),
-    episodes: int = typer.Option(20, min=1, help="closed-loop episodes per policy and task"),
-    seed: int = typer.Option(0, help="random seed"),
-    workers: int = typer.Option(0, help="worker processes (0: one per core)"),
-    set_: list[str] = typer.Option(None, "--set", help="env config override key=value (repeatable)"),
+    papers: list[str] = typer.Argument(None, help="papers whose pipeline runs (default: all)"),
+    out: Path = typer.Option(Path("outputs/demo"), help="output folder (one subfolder per paper)"),
+    seed: int = typer.Option(0, min=0, help="random seed"),
+    workers: int = typer.Option(0, min=0, help="worker processes (0: one per core)"),
+    set_: list[str] = typer.Option(None, "--set", help="demo config override <paper>.<key>=value (repeatable)"),
 ) -> None:
-    """The pipeline in miniature: generate a dataset, train BC, evaluate offline and in closed loop, report."""
-    from taclab.demo import run_demo
+    """Each paper's pipeline in miniature on embedded defaults (dataset, training, evaluation, report)."""
+    from taclab.papers import DEMOS
 
     with _clear_errors():
-        summary = run_demo(
-            out, train_samples=train_samples, test_samples=test_samples, epochs=epochs, episodes=episodes,
-            seed=seed, workers=workers or None, env_overrides=_parse_sets(set_),
-        )  # fmt: skip
-    typer.echo(f"demo finished in {summary['seconds']} s; report: {summary['report']}")
+        names = list(papers or DEMOS)
+        bad = sorted(set(names) - set(DEMOS))
+        if bad:
+            raise ValueError(f"unknown paper(s) {bad}; allowed: {sorted(DEMOS)}")
+        config = _sets(set_)
+        extra = sorted(set(config) - set(names))
+        if extra:
+            raise ValueError(f"--set keys must start with a paper that runs ({names}), got {extra}")
+        for name in names:
+            summary = DEMOS[name](out / name, seed=seed, workers=workers or None, config=config.get(name, {}))
+            typer.echo(f"demo {name} finished in {summary['seconds']} s; report: {summary['report']}")
 
 
 @app.command()
@@ -174,7 +179,7 @@ def dataset_export_jsonl(
 
 @app.command()
 def train(
-    policy: str = typer.Option(None, help="policy to train (bc, dp, ...); or set policy: in --config"),
+    policy: str = typer.Option(None, help="policy to train (bc, dp, tla, ...); or set policy: in --config"),
     data: Path = typer.Option(..., help="dataset folder (taclab generate)"),
     out: Path = typer.Option(..., help="run folder: logs, checkpoints, policy/"),
     config: Path = typer.Option(None, help="run config YAML with policy/train/model sections"),
@@ -185,15 +190,12 @@ def train(
     from taclab.train import load_run_config
     from taclab.train import train as run_train
 
+    _papers()
     with _clear_errors():
-        run = load_run_config(config, policy, _parse_sets(set_))
+        run = load_run_config(config, policy, _sets(set_))
         final = run_train(run, data, out, resume=resume)
     typer.echo(f"policy saved to {final}; logs and learning_curve.png in {out}")
 
-
-from taclab.papers.tla.cli import tla_app  # noqa: E402 - light: transformers loads when a command runs
-
-app.add_typer(tla_app, name="tla")
 
 eval_app = typer.Typer(help="Evaluate policies offline (dataset metrics) or in closed loop.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
@@ -209,16 +211,15 @@ def eval_offline(
     batch_size: int = typer.Option(64, min=1, help="samples per forward pass"),
     limit: int = typer.Option(None, min=1, help="score only the first N samples"),
 ) -> None:
-    """GCR, L1 over correct actions, direction accuracy and L1 over all samples on a test split."""
+    """Score a policy's actions on a dataset split with the dataset's metrics (e.g. GCR and L1)."""
     from taclab.eval.offline import evaluate_offline
 
+    _papers()
     with _clear_errors():
         rec = evaluate_offline(policy, data, split, name=name, out=out, batch_size=batch_size, limit=limit)
     m = rec["metrics"]
-    typer.echo(
-        f"{rec['name']} on {split} ({m['samples']} samples): GCR {m['gcr']:.1f} %, L1 x/y/rz over correct "
-        f"{_f(m['l1_x'])}/{_f(m['l1_y'])}/{_f(m['l1_rz'])}; written to {out}"
-    )
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float) and not k.startswith("ms_"))
+    typer.echo(f"{rec['name']} on {split} ({rec['samples']} samples): {shown}; written to {out}")
 
 
 def _f(v) -> str:
@@ -229,44 +230,86 @@ def _f(v) -> str:
 def eval_closed_loop(
     policy: str = typer.Option(..., help="checkpoint folder, training run folder, or policy name (oracle, zero, ...)"),
     out: Path = typer.Option(..., help="folder for closed_loop.json"),
-    tasks: str = typer.Option("paper", help="'paper' (tables III and IV) or shape:clearance_mm,... list"),
+    env: str = typer.Option("taclab/PegInHole-v0", help="registered environment"),
+    tasks: str = typer.Option("paper", help="a task list of the env (e.g. 'paper') or tasks key=value,...;..."),
     episodes: int = typer.Option(50, min=1, help="episodes per task"),
-    seed: int = typer.Option(0, help="seed of the episodes"),
-    workers: int = typer.Option(0, help="worker processes (0: one per core)"),
+    seed: int = typer.Option(0, min=0, help="seed of the episodes"),
+    workers: int = typer.Option(0, min=0, help="worker processes or vector sub-envs (0: one per core)"),
+    backend: str = typer.Option("process", help="process (a worker pool), sync or async (a Gymnasium vector env)"),
     name: str = typer.Option(None, help="row name in reports (default: the policy's name)"),
     set_: list[str] = typer.Option(None, "--set", help="env config override key=value (repeatable)"),
 ) -> None:
-    """Success rate and attempts in taclab/PegInHole-v0, per clearance and shape, in parallel."""
-    from taclab.eval.closed_loop import evaluate_closed_loop, parse_tasks
+    """Success rate and steps per task in a registered env, in parallel; inference failures counted and named."""
+    from taclab.envs.base import env_class
+    from taclab.eval.closed_loop import evaluate_closed_loop
+    from taclab.eval.tasks import parse_tasks
+    from taclab.utils import validation_message
 
+    _papers()
     with _clear_errors():
+        cls = env_class(env)
+        task_list = parse_tasks(env, tasks)
+        hint = "the task comes from --tasks (e.g. --tasks square:1.0)"
+        config = _sets(set_, reserved={k: hint for k in cls.TASK_KEYS})
+        try:
+            cls.Config(**config)
+        except ValueError as e:
+            raise ValueError(f"invalid --set for {env}: {validation_message(e)}") from None
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; give a folder for closed_loop.json")
         rec = evaluate_closed_loop(
-            policy, parse_tasks(tasks), episodes, seed=seed, workers=workers or None, name=name, out=out,
-            env_overrides=_parse_sets(set_),
+            policy, env, task_list, episodes, seed=seed, workers=workers or None, name=name, out=out,
+            env_config=config, backend=backend,
         )  # fmt: skip
     for t in rec["tasks"]:
         steps = "-" if t["mean_steps"] is None else f"{t['mean_steps']:.2f}"
-        typer.echo(f"{t['shape']:>9} {t['clearance_mm']:.1f} mm: success {t['success_rate']:5.1f} %, steps {steps}")
+        label = " ".join(f"{k}={t[k]}" for k in cls.TASK_KEYS if k in t)
+        typer.echo(f"{label:>30}: success {t['success_rate']:5.1f} %, steps {steps}")
     o = rec["overall"]
     typer.echo(f"failures {o['failures']}, malformed {o['malformed']}, {_f(o['ms_per_action'])} ms/action; {out}")
+    for err, count in o["errors"].items():
+        typer.echo(f"inference failed in {count} episode(s): {err}", err=True)
 
 
 @app.command()
 def report(
     results: list[Path] = typer.Argument(..., help="evaluation folders or JSON records"),
     out: Path = typer.Option(..., help="folder for report.md, the CSV/JSON tables and the figures"),
-    title: str = typer.Option("taclab: TLA tables I-IV", help="report title"),
+    tables: str = typer.Option("tla", help="the paper whose tables are built"),
+    title: str = typer.Option(None, help="report title (default: the paper's)"),
 ) -> None:
-    """Tables I-IV in the paper's layout (markdown, CSV, JSON) beside the paper's numbers, plus figures."""
+    """A paper's tables (markdown, CSV, JSON) beside the paper's numbers, plus figures."""
     from taclab.eval.report import make_report
 
+    _papers()
     with _clear_errors():
-        path = make_report(results, out, title)
+        path = make_report(results, out, tables, title)
     typer.echo(str(path))
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def _mount_paper_commands() -> None:
+    from taclab.papers.tla.cli import tla_app  # light: transformers loads when a command runs
+
+    app.add_typer(tla_app, name="tla")
+
+
+_mount_paper_commands()
+
+
+def main() -> None:
+    """The console entry point: usage errors, too, end with one ``error: ...`` line and exit code 2."""
+    import click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        fail(" ".join(e.format_message().split()))
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

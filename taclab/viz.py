@@ -1,4 +1,4 @@
-"""Figures a person looks at: tactile sequences, the scene, success bars."""
+"""Figures a person looks at: tactile sequences, gel shear fields, success bars."""
 
 from __future__ import annotations
 
@@ -81,53 +81,6 @@ def shear_figure(fields: list[tuple[np.ndarray, np.ndarray]], titles: list[str],
     fig.suptitle("gel displacement during the press (arrows x5), over the indentation", fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def render_examples(
-    out: str | Path,
-    shape: str = "square",
-    clearance_mm: float = 2.0,
-    magnitude_mm: float = 2.5,
-    rotation_deg: float = 4.5,
-    image_size: tuple[int, int] = (96, 96),
-) -> list[Path]:
-    """Save the scene after a collision, tactile sequences for errors of each sign along each axis, and the
-    gel's displacement field for the same cases."""
-    import matplotlib.pyplot as plt
-
-    from taclab.envs.peg_in_hole import PegInHoleEnv
-
-    out = Path(out)
-    env = PegInHoleEnv(
-        shape=shape, clearance_mm=clearance_mm, image_size=image_size, sensor_noise=False, raw_fields=True
-    )
-    m, r = magnitude_mm, rotation_deg
-    cases = [
-        ("+ex", (m, 0.0, 0.0)),
-        ("-ex", (-m, 0.0, 0.0)),
-        ("+ey", (0.0, m, 0.0)),
-        ("-ey", (0.0, -m, 0.0)),
-        ("+erz (with +ex)", (m, 0.0, r)),
-        ("-erz (with +ex)", (m, 0.0, -r)),
-    ]
-    seqs, titles, shears = [], [], []
-    paths = []
-    for i, (name, err) in enumerate(cases):
-        obs, info = env.reset(seed=0, options={"error": err})
-        seqs.append(obs["tactile"])
-        shears.append((obs["shear"][-1] - obs["shear"][0], obs["depth"][-1]))
-        lab = info["label"]
-        titles.append(f"{name}: error {np.round(info['error'], 2).tolist()} -> label {np.round(lab, 2).tolist()}")
-        if i == 0:
-            paths.append(save_png(out / "scene.png", env.render_scene()))
-    fig = tactile_figure(seqs, titles, suptitle=f"{shape} peg, clearance {clearance_mm} mm")
-    paths.append(save_png(out / "tactile_sequences.png", fig))
-    plt.close(fig)
-    fig = shear_figure(shears, titles, env.config.scene.pad_width * 1e3, env.config.scene.pad_height * 1e3)
-    paths.append(save_png(out / "shear_fields.png", fig))
-    plt.close(fig)
-    env.close()
-    return paths
 
 
 def success_bars(stats: dict[str, dict[str, float]], title: str, path: str | Path) -> Path:

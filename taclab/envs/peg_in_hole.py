@@ -67,6 +67,16 @@ def check_shape(shape: str) -> str:
     return shape
 
 
+def check_clearance(clearance) -> float:
+    try:
+        c = float(clearance)
+    except (TypeError, ValueError):
+        raise ValueError(f"clearance_mm must be a number > 0, got {clearance!r}") from None
+    if not math.isfinite(c) or c <= 0:
+        raise ValueError(f"clearance_mm must be > 0 (a finite number), got {clearance!r}")
+    return c
+
+
 class PegInHoleEnv(TaclabEnv):
     """Tactile peg-in-hole, one insertion attempt per step. See the module docstring and docs/environment.md."""
 
@@ -78,6 +88,15 @@ class PegInHoleEnv(TaclabEnv):
         "clearances": tuple({"shape": "square", "clearance_mm": c} for c in (2.0, 1.6, 1.0)),
     }
     RESULT_FIELDS = ("shape", "clearance_mm", "attempt", "initial_error")
+
+    @classmethod
+    def check_task(cls, task: dict[str, Any]) -> dict[str, Any]:
+        task = super().check_task(task)
+        if "shape" in task:
+            check_shape(task["shape"])
+        if "clearance_mm" in task:
+            check_clearance(task["clearance_mm"])
+        return task
 
     def __init__(self, config: PegInHoleConfig | dict | None = None, render_mode: str | None = None, **overrides):
         if config is None:
@@ -179,6 +198,11 @@ class PegInHoleEnv(TaclabEnv):
             f"clearance {self._clearance_mm} mm"
         )
 
+    def max_error_mm(self) -> float:
+        """The largest |ex| and |ey| (mm) that keep the whole peg over the hole block."""
+        sc = self.config.scene
+        return (sc.block_size / 2 - float(np.max(self._sim.scene.section.extent()))) * 1e3
+
     def _set_hand_for_error(self, e_mm_deg) -> None:
         self._hand = self._sim.hand_pose_for_error(e_mm_deg[0] / 1e3, e_mm_deg[1] / 1e3, math.radians(e_mm_deg[2]))
 
@@ -195,13 +219,7 @@ class PegInHoleEnv(TaclabEnv):
         if unknown:
             raise ValueError(f"unknown reset option(s) {unknown}; allowed: {list(RESET_OPTIONS)}")
         shape = check_shape(options.get("shape", self.config.shape))
-        clearance = options.get("clearance_mm", self.config.clearance_mm)
-        try:
-            clearance = float(clearance)
-        except (TypeError, ValueError):
-            raise ValueError(f"clearance_mm must be a number > 0, got {clearance!r}") from None
-        if not math.isfinite(clearance) or clearance <= 0:
-            raise ValueError(f"clearance_mm must be > 0, got {clearance!r}")
+        clearance = check_clearance(options.get("clearance_mm", self.config.clearance_mm))
         self._keep_slip = bool(options.get("keep_slip", self.config.keep_slip))
         self._shape, self._clearance_mm = shape, clearance
         self._sim = self._get_sim(shape, clearance)
@@ -211,6 +229,12 @@ class PegInHoleEnv(TaclabEnv):
             e = np.asarray(options["error"], dtype=float)
             if e.shape != (3,) or not np.all(np.isfinite(e)):
                 raise ValueError(f"option 'error' must be finite (ex_mm, ey_mm, erz_deg), got {options['error']!r}")
+            reach = self.max_error_mm()
+            if np.max(np.abs(e[:2])) > reach:
+                raise ValueError(
+                    f"option 'error' {e.tolist()} puts the peg off the hole block; allowed: |ex_mm|, |ey_mm| <= "
+                    f"{reach:.1f} (the peg over the block)"
+                )
             self._set_hand_for_error(e)
             res = self._do_attempt()
         else:

@@ -1,4 +1,20 @@
 """Paper packages: what is specific to one paper (tasks, labels, formats, tables, the paper's numbers, its demo
-and commands). Importing ``taclab.papers`` registers what each paper adds to the generic registries."""
+and commands). Importing ``taclab.papers`` registers what each paper adds to the generic registries (policies,
+dataset generators, learning specs, task lists, reports) and fills :data:`DEMOS` and :data:`RENDERERS`, which the
+command line's ``taclab demo`` and ``taclab render`` dispatch to."""
 
-from taclab.papers import tla  # noqa: F401
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from taclab.papers import tla
+from taclab.papers.tla import demo as _tla_demo
+from taclab.papers.tla import render as _tla_render
+
+DEMOS: dict[str, Callable[..., dict]] = {"tla": _tla_demo.demo}
+"""``demo(out, seed=, workers=, config=) -> summary`` per paper (``taclab demo [PAPER...]``)."""
+
+RENDERERS: dict[str, Callable[..., list]] = {"peg": _tla_render.render_examples}
+"""``render(out, seed=, **kwargs) -> [png paths]`` per task name (``taclab render --task NAME``)."""
+
+__all__ = ["DEMOS", "RENDERERS", "tla"]

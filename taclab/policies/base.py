@@ -3,7 +3,8 @@ loader that turns a name, a checkpoint folder or a training run folder into a po
 
 The contract (see docs/architecture.md):
 
-- ``reset(task)`` at the start of every episode, with the task as a user would state it (e.g. the peg shape);
+- ``reset(task, seed=None)`` at the start of every episode, with the task as a user would state it (e.g. the peg
+  shape) and the episode's seed;
 - ``select_action(obs, info=None) -> (action_dim,)``; only ``privileged`` policies (oracles, scripted
   demonstrators) may read ``info``;
 - chunking policies also implement ``predict_action_chunk(obs) -> (horizon, action_dim)`` and keep their queue
@@ -47,9 +48,10 @@ class Policy(ABC):
     action_low: np.ndarray | None = None
     action_high: np.ndarray | None = None
 
-    def reset(self, task: dict[str, Any] | None = None) -> None:  # noqa: B027 - stateless policies need nothing
-        """Forget any per-episode state. Called at the start of every episode with the task specification:
-        what a user would tell the robot, never privileged state."""
+    def reset(self, task: dict[str, Any] | None = None, seed: int | None = None) -> None:  # noqa: B027
+        """Forget any per-episode state. Called at the start of every episode with the task specification (what a
+        user would tell the robot, never privileged state) and the episode's seed (for policies that sample;
+        stateless policies need nothing)."""
 
     @abstractmethod
     def select_action(self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> np.ndarray: ...

@@ -65,7 +65,9 @@ class TemporalEnsemble:
         """Add the chunk predicted at the current step; return the blended action for it and advance."""
         c = _check_chunk(chunk)
         if self._chunks and self._chunks[0][1].shape[1] != c.shape[1]:
-            raise ValueError(f"chunk action_dim {c.shape[1]} differs from earlier chunks' {self._chunks[0][1].shape[1]}")
+            raise ValueError(
+                f"chunk action_dim {c.shape[1]} differs from earlier chunks' {self._chunks[0][1].shape[1]}"
+            )
         self._chunks.append((self.step, c))
         self._chunks = [(s, ch) for s, ch in self._chunks if self.step - s < len(ch)]
         proposals = np.stack([ch[self.step - s] for s, ch in self._chunks])  # oldest first

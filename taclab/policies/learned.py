@@ -60,7 +60,9 @@ class PolicyIO(BaseModel):
             raise ValueError("a policy reads at least one observation key")
         lo, hi = np.asarray(self.action_low), np.asarray(self.action_high)
         if lo.shape != hi.shape or lo.size == 0 or not np.all(lo <= hi) or not np.all(np.isfinite(lo + hi)):
-            raise ValueError(f"action bounds must be finite with low <= high, got {self.action_low} / {self.action_high}")
+            raise ValueError(
+                f"action bounds must be finite with low <= high, got {self.action_low} / {self.action_high}"
+            )
         return self
 
     @property
@@ -71,7 +73,9 @@ class PolicyIO(BaseModel):
         """The one (T, P, H, W, 3) uint8 tactile image-sequence input of a tactile-image policy."""
         keys = [k for k, s in self.inputs.items() if len(s.shape) == 5 and s.shape[-1] == 3 and s.dtype == "uint8"]
         if len(keys) != 1:
-            raise ValueError(f"expected exactly one (T, P, H, W, 3) uint8 image-sequence input, got {dict(self.inputs)}")
+            raise ValueError(
+                f"expected exactly one (T, P, H, W, 3) uint8 image-sequence input, got {dict(self.inputs)}"
+            )
         return keys[0]
 
 
@@ -246,7 +250,9 @@ class LearnedPolicy(Policy):
             )
         super().bind(action_space)
 
-    def reset(self, task: dict | None = None) -> None:
+    def reset(self, task: dict | None = None, seed: int | None = None) -> None:
+        """Keep the task; re-seed the sampling generator from the config's seed (the same samples every episode
+        for the same observations: a deterministic policy for evaluation)."""
         self.task = dict(task or {})
         self._generator = torch.Generator().manual_seed(int(getattr(self.cfg, "seed", 0)))
 

@@ -11,16 +11,16 @@ from taclab.policies.base import Policy, register
 
 @register("random")
 class RandomPolicy(Policy):
-    """Uniform actions over the action box (see :meth:`Policy.bind`), from a seeded generator re-seeded by
-    ``reset`` with (seed, episode count)."""
+    """Uniform actions over the action box (see :meth:`Policy.bind`), from a generator re-seeded by ``reset`` with
+    (seed, the episode's seed) or, when no episode seed is given, (seed, the number of earlier episodes)."""
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
         self._episode = 0
         self.rng = np.random.default_rng(self.seed)
 
-    def reset(self, task=None) -> None:
-        self.rng = np.random.default_rng([self.seed, self._episode])
+    def reset(self, task=None, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng([self.seed, self._episode if seed is None else int(seed)])
         self._episode += 1
 
     def select_action(self, obs, info=None) -> np.ndarray:

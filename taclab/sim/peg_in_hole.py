@@ -278,6 +278,13 @@ class PegInHoleSim:
         hit = ((g[:, 0] == peg) & mask[g[:, 1]]) | ((g[:, 1] == peg) & mask[g[:, 0]])
         return bool(hit.any())
 
+    def peg_in_hole_footprint(self, tolerance: float = 0.0005) -> bool:
+        """Whether the peg's section, where it is now, lies within the hole's outline (up to ``tolerance`` m)."""
+        d, b = self.data, self.scene.peg_body
+        r = d.xmat[b].reshape(3, 3)
+        pos = d.xpos[b]
+        return self.scene.section.protrusion(self.scene.hole, pos[0], pos[1], math.atan2(r[1, 0], r[0, 0])) <= tolerance
+
     def tip_height(self) -> float:
         """Lowest point of the peg's tip face above the block top (m); negative inside the hole."""
         d = self.data
@@ -329,8 +336,10 @@ class PegInHoleSim:
             tip = self.tip_height()
             min_tip = min(min_tip, tip)
             if tip <= -cfg.insertion_depth:
-                success = True
-                break
+                # below the block top: inserted only when the peg is in the hole, not beside the block
+                success = self.peg_in_hole_footprint()
+                if success:
+                    break
             if contact_target is None:
                 if self.peg_touches_block():
                     touched = True

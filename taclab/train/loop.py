@@ -33,26 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from taclab.train.config import RunConfig, TrainConfig
-from taclab.utils import atomic_write_text
+from taclab.policies.learned import InputSpec, PolicyIO
+from taclab.train.config import RunConfig
+from taclab.train.spec import DataSpec, data_spec
+from taclab.utils import FolderLock, atomic_write_text, read_json_record
 
 TRAIN_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s")
-VAL_COLUMNS = (
-    "step",
-    "epoch",
-    "val_loss",
-    "gcr",
-    "l1_x",
-    "l1_y",
-    "l1_rz",
-    "l1_all_x",
-    "l1_all_y",
-    "l1_all_rz",
-    "direction_x",
-    "direction_y",
-    "direction_rz",
-    "malformed",
-)
 
 
 class TrainingError(RuntimeError):
@@ -149,10 +135,10 @@ def load_trained_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -
 class _Logs:
     """Append-only CSV/JSONL/text logs; on resume, rows after the resumed step are dropped."""
 
-    def __init__(self, out: Path, resume_step: int | None, tensorboard: bool):
+    def __init__(self, out: Path, resume_step: int | None, tensorboard: bool, val_columns: tuple[str, ...]):
         self.out = out
         self.files = {"train": out / "train.csv", "val": out / "val.csv"}
-        self.columns = {"train": TRAIN_COLUMNS, "val": VAL_COLUMNS}
+        self.columns = {"train": TRAIN_COLUMNS, "val": ("step", "epoch", "val_loss", *val_columns, "malformed")}
         for kind, f in self.files.items():
             rows = _read_csv(f) if resume_step is not None else []
             rows = [r for r in rows if int(r["step"]) <= (resume_step or 0)]
@@ -210,30 +196,6 @@ def _comparable(run: dict) -> dict:
     return r
 
 
-def validate(policy, val, seed: int, max_samples: int) -> dict[str, Any]:
-    """Validation loss and offline metrics of ``policy`` on (up to ``max_samples`` of) the arrays ``val``."""
-    from taclab.eval.metrics import action_metrics
-
-    n = min(len(val), max_samples)
-    v = val.subset(np.arange(n))
-    policy.model.eval()
-    losses, actions, malformed = [], [], []
-    g = torch.Generator().manual_seed(_seed_of(seed, 999_983))
-    with torch.no_grad():
-        for i in range(0, n, 256):
-            sl = slice(i, min(n, i + 256))
-            inputs = policy.prepare(v.tactile[sl], list(v.shape[sl]))
-            y = torch.as_tensor(v.label[sl], dtype=torch.float32, device=policy.device)
-            losses.append(float(policy.loss(inputs, y, g)) * (sl.stop - sl.start))
-            pred = policy.predict(v.tactile[sl], list(v.shape[sl]), seed=seed)
-            actions.append(pred.actions)
-            malformed.append(pred.malformed)
-    m = action_metrics(v.error, v.label, np.concatenate(actions), v.clearance_mm)
-    m["val_loss"] = sum(losses) / n
-    m["malformed"] = 100.0 * float(np.concatenate(malformed).mean())
-    return m
-
-
 def _temp_dir(target: Path) -> Path:
     """An empty folder beside ``target`` to write into before :func:`_swap_in`."""
     tmp = target.with_name(target.name + ".tmp")
@@ -278,221 +240,380 @@ def _find_checkpoint(ckpt: Path) -> Path | None:
     return None
 
 
-def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train ``run.policy`` on the dataset folder ``data``; returns the folder of the final policy."""
-    from accelerate import Accelerator
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from safetensors.torch import load_file
-
-    from taclab.data.storage import load_arrays, read_meta
-    from taclab.policies import make_policy
-
-    tc: TrainConfig = run.train
-    out = Path(out)
-    data = Path(data)
-    meta = read_meta(data)  # fails clearly when data is not a dataset
-    ckpt_dir = out / "checkpoints" / "last"
-    run_dict = {"policy": run.policy, "model": run.model, "train": tc.model_dump(mode="json")}
-    found = _find_checkpoint(ckpt_dir)
-    if (out / "run.json").is_file() and not resume and (found or (out / "policy").exists()):
-        raise TrainingError(f"{out} already holds a training run: pass --resume to continue it or pick a new --out")
-    if resume:
-        if found is None:
-            raise TrainingError(f"--resume: no checkpoint in {out / 'checkpoints'} to resume from")
-        prev = json.loads((out / "run.json").read_text())
-        if _comparable(prev["run"]) != _comparable(run_dict):
-            diff = _diff(_comparable(prev["run"]), _comparable(run_dict))
-            raise TrainingError(f"--resume with a different config than the run in {out}: {diff}")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        out / "run.json",
-        json.dumps({"run": run_dict, "data": str(data), "dataset_splits": meta["splits"].get(tc.split)}, indent=2),
-    )
-
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    accelerator = Accelerator(mixed_precision=tc.mixed_precision, cpu=not torch.cuda.is_available())
-    main = accelerator.is_main_process
-
-    arrays = load_arrays(data, tc.split, limit=tc.limit, progress=progress and main)
-    perm = np.random.default_rng(_seed_of(tc.seed, 1)).permutation(len(arrays))
-    n_val = int(round(len(arrays) * tc.val_fraction))
-    val = arrays.subset(np.sort(perm[:n_val])) if n_val else None
-    tr = arrays.subset(np.sort(perm[n_val:]))
-    if len(tr) == 0:
-        raise TrainingError(f"no training samples left after holding out {n_val} for validation")
-
-    policy = make_policy(run.policy, config=run.model)
-    policy.fit_stats(tr.tactile, tr.label)
-    policy.to(accelerator.device)
-    steps_per_epoch = max(1, len(tr) // tc.batch_size)
-    total = steps_per_epoch * tc.epochs
-    warmup = int(round(tc.warmup_fraction * total))
-    optimizer = torch.optim.AdamW(
-        policy.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=tuple(tc.betas)
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_lambda(s, total, warmup, tc.min_lr_ratio))
-    state = {"step": 0, "epoch": 0, "batch": 0, "elapsed_s": 0.0}
-    ema = EMA(policy.model, tc.ema_decay) if tc.ema_decay > 0 else None
-    if resume:
-        load_trained_state(policy.model, load_file(str(found / "trained.safetensors")))
-        if (found / "normalization.safetensors").is_file():
-            stats = load_file(str(found / "normalization.safetensors"))
-            policy.stats = {k: v.to(accelerator.device) for k, v in stats.items()}
-        opt = torch.load(found / "optimizer.pt", weights_only=False)
-        optimizer.load_state_dict(opt["optimizer"])
-        scheduler.load_state_dict(opt["scheduler"])
-        state = json.loads((found / "state.json").read_text())
-        if ema is not None:
-            ema.load_state_dict(load_file(str(found / "ema.safetensors")))
-            ema.updates = state["step"]
-    model, optimizer = accelerator.prepare(policy.model, optimizer)
-    raw_model = policy.model
-    policy.model = model
-
-    def averaged():
-        """The EMA weights in the model for validation and the final policy (the raw weights without EMA)."""
-        return ema.applied(raw_model) if ema is not None else nullcontext()
-
-    logs = _Logs(out, state["step"] if resume else None, tc.tensorboard and main) if main else None
-    if main:
-        logs.say(
-            f"{'resuming' if resume else 'starting'} {run.policy} on {data}:{tc.split}: {len(tr)} train / "
-            f"{n_val} val samples, {steps_per_epoch} steps x {tc.epochs} epochs, batch {tc.batch_size}, "
-            f"at step {state['step']}"
-        )
-    world, rank = accelerator.num_processes, accelerator.process_index
-    t0 = time.perf_counter() - state["elapsed_s"]
-    t_log, n_log = time.perf_counter(), 0
-    last_val: dict[str, Any] = {}
-    stop = tc.max_steps if tc.max_steps is not None else total
-
-    saved_at = (state["step"], state["epoch"]) if resume else None
-
-    def checkpoint():
-        nonlocal saved_at
-        if saved_at == (state["step"], state["epoch"]):
-            return  # this state is on disk already (an epoch's end that is also a checkpoint_every step)
-        state["elapsed_s"] = time.perf_counter() - t0
-        accelerator.wait_for_everyone()
-        if main:
-            _save_checkpoint(ckpt_dir, raw_model, policy.stats, ema, optimizer, scheduler, state)
-        saved_at = (state["step"], state["epoch"])
-
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
-    columns += [TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
-    bar = Progress(*columns, disable=not (progress and main), transient=False)
-    try:
-        with bar:
-            task = bar.add_task(f"train {run.policy}", total=stop, completed=state["step"], loss=float("nan"))
-            while state["step"] < stop and state["epoch"] < tc.epochs:
-                epoch = state["epoch"]
-                order = np.random.default_rng(_seed_of(tc.seed, 2, epoch)).permutation(len(tr))
-                model.train()
-                while state["batch"] < steps_per_epoch and state["step"] < stop:
-                    b, step = state["batch"], state["step"]
-                    idx = np.sort(order[b * tc.batch_size : (b + 1) * tc.batch_size])[rank::world]
-                    s = _seed_of(tc.seed, 3, step, rank)
-                    torch.manual_seed(s)
-                    gen = torch.Generator().manual_seed(s)
-                    inputs = policy.prepare(tr.tactile[idx], list(tr.shape[idx]))
-                    y = torch.as_tensor(tr.label[idx], dtype=torch.float32, device=accelerator.device)
-                    with accelerator.autocast():
-                        loss = policy.loss(inputs, y, gen)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"the loss is {float(loss)} at step {step} (epoch {epoch}); the last good checkpoint "
-                            f"is in {ckpt_dir}. Lower train.lr (now {tc.lr}) or check the data."
-                        )
-                    accelerator.backward(loss)
-                    if tc.grad_clip is not None:
-                        gn = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    else:
-                        gn = torch.norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    if ema is not None:
-                        ema.update(raw_model)
-                    state["batch"] += 1
-                    state["step"] += 1
-                    n_log += len(idx) * world
-                    lv = float(loss.detach())
-                    bar.update(task, completed=state["step"], loss=lv)
-                    if main and (state["step"] % tc.log_every == 0 or state["step"] == stop):
-                        now = time.perf_counter()
-                        row = {
-                            "step": state["step"],
-                            "epoch": epoch,
-                            "loss": lv,
-                            "lr": scheduler.get_last_lr()[0],
-                            "grad_norm": float(gn),
-                            "samples_per_s": n_log / max(now - t_log, 1e-9),
-                            "elapsed_s": now - t0,
-                        }
-                        logs.write("train", row)
-                        logs.say(
-                            ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-                        )
-                        t_log, n_log = now, 0
-                    if state["step"] % tc.checkpoint_every == 0:
-                        checkpoint()
-                if state["batch"] >= steps_per_epoch:
-                    state["epoch"] += 1
-                    state["batch"] = 0
-                    if main and val is not None and (state["epoch"] % tc.val_every == 0 or state["epoch"] == tc.epochs):
-                        last_val = _validate_and_log(policy, averaged, val, tc, state, logs)
-                    checkpoint()
-            if main and val is not None and not last_val:
-                last_val = _validate_and_log(policy, averaged, val, tc, state, logs)
-            checkpoint()
-    except KeyboardInterrupt:
-        if main:
-            logs.say(f"interrupted at step {state['step']}; the last checkpoint is in {ckpt_dir}")
-        raise
-    finally:
-        policy.model = raw_model
-
-    elapsed = time.perf_counter() - t0
-    final = out / "policy"
-    if main:
-        tmp = _temp_dir(final)
-        with averaged():
-            policy.save(tmp)
-        _swap_in(tmp, final)
-        summary = {
-            "policy": run.policy,
-            "steps": state["step"],
-            "epochs_done": state["epoch"],
-            "train_samples": len(tr),
-            "val_samples": n_val,
-            "train_time_s": round(elapsed, 2),
-            "samples_per_s": round(state["step"] * tc.batch_size / max(elapsed, 1e-9), 1),
-            "parameters": sum(p.numel() for p in raw_model.parameters()),
-            "final_val": last_val,
-        }
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-        learning_curve(out)
-        logs.say(f"done: {state['step']} steps in {elapsed:.1f} s; policy saved to {final}")
-        logs.close()
-    accelerator.wait_for_everyone()
-    return final
+def subset(columns: dict[str, np.ndarray], idx) -> dict[str, np.ndarray]:
+    """The rows ``idx`` of every column."""
+    return {k: v[idx] for k, v in columns.items()}
 
 
-def _validate_and_log(policy, averaged, val, tc: TrainConfig, state: dict, logs: _Logs) -> dict:
-    model = policy.model
-    policy.model = getattr(model, "module", model)  # unwrapped for inference
-    try:
-        with averaged():
-            m = validate(policy, val, tc.seed, tc.val_max_samples)
-    finally:
-        policy.model = model
-    logs.write("val", {"step": state["step"], "epoch": state["epoch"], **m})
-    logs.say(
-        f"validation at step {state['step']}: loss {m['val_loss']:.4g}, GCR {m['gcr']:.1f} %, direction x/y/rz "
-        f"{m['direction_x']:.1f}/{m['direction_y']:.1f}/{m['direction_rz']:.1f} %"
-    )
+def policy_batch(columns: dict[str, np.ndarray], spec: DataSpec, idx=slice(None)) -> dict[str, np.ndarray]:
+    """What a policy reads of some rows: the observation columns and the task keys."""
+    return {k: columns[k][idx] for k in (*spec.observations, *spec.task_keys)}
+
+
+def validate(policy, val: dict[str, np.ndarray], spec: DataSpec, seed: int, max_samples: int) -> dict[str, Any]:
+    """Validation loss, the spec's metrics and the malformed rate of ``policy`` on (up to ``max_samples`` rows
+    of) the columns ``val``."""
+    n = min(len(val[spec.action]), max_samples)
+    v = subset(val, np.arange(n))
+    policy.model.eval()
+    losses, actions, malformed = [], [], []
+    g = torch.Generator().manual_seed(_seed_of(seed, 999_983))
+    with torch.no_grad():
+        for i in range(0, n, 256):
+            sl = slice(i, min(n, i + 256))
+            batch = policy_batch(v, spec, sl)
+            y = torch.as_tensor(v[spec.action][sl], dtype=torch.float32, device=policy.device)
+            losses.append(float(policy.loss(policy.prepare(batch), y, g)) * (sl.stop - sl.start))
+            pred = policy.predict(batch, seed=seed)
+            actions.append(pred.actions)
+            malformed.append(pred.malformed)
+    m = spec.score(v, np.concatenate(actions))
+    m["val_loss"] = sum(losses) / n
+    m["malformed"] = 100.0 * float(np.concatenate(malformed).mean())
     return m
+
+
+def policy_io(policy_cls, spec: DataSpec, columns: dict[str, np.ndarray]) -> PolicyIO:
+    """The inputs and action a policy trained on these columns declares."""
+    missing = [k for k in policy_cls.TASK_KEYS if k not in spec.task_keys]
+    if missing:
+        raise TrainingError(
+            f"the {policy_cls.name} policy reads the task key(s) {missing}, which this dataset does not provide "
+            f"(its task keys: {list(spec.task_keys)})"
+        )
+    inputs = {k: InputSpec(shape=columns[k].shape[1:], dtype=str(columns[k].dtype)) for k in spec.observations}
+    return PolicyIO(
+        inputs=inputs, task_keys=policy_cls.TASK_KEYS, action_low=spec.action_low, action_high=spec.action_high
+    )
+
+
+class _Run:
+    """One training run, step by step: :meth:`check` (inputs and the output folder), :meth:`load` (data and the
+    train/validation split), :meth:`build` (policy, optimizer, EMA), :meth:`restore` (on ``--resume``),
+    :meth:`fit` (the epochs) and :meth:`finish` (the final policy, summary and curve)."""
+
+    def __init__(self, run: RunConfig, data: Path, out: Path, resume: bool, progress: bool):
+        self.run, self.tc, self.data, self.out, self.resume, self.progress = run, run.train, data, out, resume, progress
+        self.ckpt_dir = out / "checkpoints" / "last"
+        self.run_dict = {"policy": run.policy, "model": run.model, "train": run.train.model_dump(mode="json")}
+
+    # -- 1. inputs and the output folder ---------------------------------------------------------------------
+    def check(self) -> None:
+        from taclab.data.storage import read_meta
+        from taclab.policies.base import POLICIES
+
+        tc, out = self.tc, self.out
+        if out.exists() and not out.is_dir():
+            raise TrainingError(f"--out {out} is a file; give a folder for the training run")
+        if tc.mixed_precision == "fp16" and not torch.cuda.is_available():
+            raise TrainingError(
+                "train.mixed_precision 'fp16' needs a CUDA GPU, none is available; allowed on CPU: no, bf16"
+            )
+        self.meta = read_meta(self.data)  # fails clearly when data is not a dataset
+        if tc.split not in self.meta["splits"]:
+            raise TrainingError(f"{self.data} has no split {tc.split!r}; splits: {sorted(self.meta['splits'])}")
+        self.spec = data_spec(dataset_generator(self.meta, tc.split))
+        self.policy_cls = POLICIES[self.run.policy]
+        self.fingerprint = dataset_fingerprint(self.data, tc.split)
+        self.found = _find_checkpoint(self.ckpt_dir)
+        if (out / "run.json").is_file() and not self.resume and (self.found or (out / "policy").exists()):
+            raise TrainingError(f"{out} already holds a training run: pass --resume to continue it or pick a new --out")
+        if self.resume:
+            if self.found is None:
+                raise TrainingError(f"--resume: no checkpoint in {out / 'checkpoints'} to resume from")
+            prev = read_json_record(out / "run.json", ("run",), "not a training run", TrainingError)
+            if _comparable(prev["run"]) != _comparable(self.run_dict):
+                diff = _diff(_comparable(prev["run"]), _comparable(self.run_dict))
+                raise TrainingError(f"--resume with a different config than the run in {out}: {diff}")
+            if prev.get("data_fingerprint") != self.fingerprint:
+                raise TrainingError(
+                    f"--resume with other data: the run in {out} was trained on {prev.get('data')} (split "
+                    f"{tc.split!r}, fingerprint {prev.get('data_fingerprint')}), --data {self.data} has fingerprint "
+                    f"{self.fingerprint}"
+                )
+
+    # -- 2. data ---------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        tc = self.tc
+        columns = load_columns(self.data, tc.split, self.spec.columns(), tc.limit, self.progress and self.main)
+        n = len(columns[self.spec.action])
+        perm = np.random.default_rng(_seed_of(tc.seed, 1)).permutation(n)
+        self.n_val = int(round(n * tc.val_fraction))
+        self.val = subset(columns, np.sort(perm[: self.n_val])) if self.n_val else None
+        self.train_cols = subset(columns, np.sort(perm[self.n_val :]))
+        self.n_train = n - self.n_val
+        if self.n_train == 0:
+            raise TrainingError(f"no training samples left after holding out {self.n_val} for validation")
+
+    # -- 3. policy, optimizer, EMA ---------------------------------------------------------------------------
+    def build(self) -> None:
+        from taclab.policies import make_policy
+
+        tc, acc = self.tc, self.accelerator
+        io = policy_io(self.policy_cls, self.spec, self.train_cols)
+        self.policy = make_policy(self.run.policy, config=self.run.model, io=io)
+        self.policy.fit_stats(policy_batch(self.train_cols, self.spec), self.train_cols[self.spec.action])
+        self.policy.to(acc.device)
+        self.steps_per_epoch = max(1, self.n_train // tc.batch_size)
+        self.total = self.steps_per_epoch * tc.epochs
+        warmup = int(round(tc.warmup_fraction * self.total))
+        params = self.policy.model.parameters()
+        self.optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=tuple(tc.betas))
+        total, ratio = self.total, tc.min_lr_ratio
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_lambda(s, total, warmup, ratio))
+        self.state = {"step": 0, "epoch": 0, "batch": 0, "elapsed_s": 0.0}
+        self.ema = EMA(self.policy.model, tc.ema_decay) if tc.ema_decay > 0 else None
+
+    # -- 4. resume -------------------------------------------------------------------------------------------
+    def restore(self) -> None:
+        from safetensors.torch import load_file
+
+        found, dev = self.found, self.accelerator.device
+
+        def read(name, fn):
+            try:
+                return fn(found / name)
+            except Exception as e:  # noqa: BLE001 - a corrupt file is named
+                raise TrainingError(
+                    f"{found / name} cannot be read ({type(e).__name__}: {e}); the checkpoint is corrupt: remove "
+                    f"{self.out} (or its checkpoints/ folder) to start the run over"
+                ) from None
+
+        load_trained_state(self.policy.model, read("trained.safetensors", lambda p: load_file(str(p))))
+        if (found / "normalization.safetensors").is_file():
+            stats = read("normalization.safetensors", lambda p: load_file(str(p)))
+            self.policy.stats = {k: v.to(dev) for k, v in stats.items()}
+        opt = read("optimizer.pt", lambda p: torch.load(p, weights_only=False))
+        self.optimizer.load_state_dict(opt["optimizer"])
+        self.scheduler.load_state_dict(opt["scheduler"])
+        self.state = read("state.json", lambda p: json.loads(p.read_text()))
+        if self.ema is not None:
+            self.ema.load_state_dict(read("ema.safetensors", lambda p: load_file(str(p))))
+            self.ema.updates = self.state["step"]
+
+    # -- helpers of the loop ---------------------------------------------------------------------------------
+    def averaged(self):
+        """The EMA weights in the model for validation and the final policy (the raw weights without EMA)."""
+        return self.ema.applied(self.raw_model) if self.ema is not None else nullcontext()
+
+    def checkpoint(self) -> None:
+        if self.saved_at == (self.state["step"], self.state["epoch"]):
+            return  # this state is on disk already (an epoch's end that is also a checkpoint_every step)
+        self.state["elapsed_s"] = time.perf_counter() - self.t0
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            p = self.policy
+            _save_checkpoint(
+                self.ckpt_dir, self.raw_model, p.stats, self.ema, self.optimizer, self.scheduler, self.state
+            )
+        self.saved_at = (self.state["step"], self.state["epoch"])
+
+    def validate_and_log(self) -> dict:
+        model = self.policy.model
+        self.policy.model = getattr(model, "module", model)  # unwrapped for inference
+        try:
+            with self.averaged():
+                m = validate(self.policy, self.val, self.spec, self.tc.seed, self.tc.val_max_samples)
+        finally:
+            self.policy.model = model
+        self.logs.write("val", {"step": self.state["step"], "epoch": self.state["epoch"], **m})
+        shown = ", ".join(f"{k} {m[k]:.4g}" for k in ("val_loss", *self.spec.curve_metrics) if m.get(k) is not None)
+        self.logs.say(f"validation at step {self.state['step']}: {shown}")
+        return m
+
+    def step(self, order: np.ndarray, model, world: int, rank: int) -> float:
+        """One optimizer step on the batch ``state['batch']`` of this epoch's ``order``."""
+        tc, acc, state = self.tc, self.accelerator, self.state
+        b, step = state["batch"], state["step"]
+        idx = np.sort(order[b * tc.batch_size : (b + 1) * tc.batch_size])[rank::world]
+        s = _seed_of(tc.seed, 3, step, rank)
+        torch.manual_seed(s)
+        gen = torch.Generator().manual_seed(s)
+        inputs = self.policy.prepare(policy_batch(self.train_cols, self.spec, idx))
+        y = torch.as_tensor(self.train_cols[self.spec.action][idx], dtype=torch.float32, device=acc.device)
+        with acc.autocast():
+            loss = self.policy.loss(inputs, y, gen)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the loss is {float(loss)} at step {step} (epoch {state['epoch']}); the last good checkpoint "
+                f"is in {self.ckpt_dir}. Lower train.lr (now {tc.lr}) or check the data."
+            )
+        acc.backward(loss)
+        if tc.grad_clip is not None:
+            self.grad_norm = acc.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        else:
+            self.grad_norm = torch.norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.raw_model)
+        state["batch"] += 1
+        state["step"] += 1
+        self.n_log += len(idx) * world
+        return float(loss.detach())
+
+    def log_step(self, loss: float, epoch: int) -> None:
+        now = time.perf_counter()
+        row = {
+            "step": self.state["step"],
+            "epoch": epoch,
+            "loss": loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": float(self.grad_norm),
+            "samples_per_s": self.n_log / max(now - self.t_log, 1e-9),
+            "elapsed_s": now - self.t0,
+        }
+        self.logs.write("train", row)
+        self.logs.say(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        self.t_log, self.n_log = now, 0
+
+    # -- 5. the epochs ---------------------------------------------------------------------------------------
+    def fit(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        tc, acc, state = self.tc, self.accelerator, self.state
+        model, self.optimizer = acc.prepare(self.policy.model, self.optimizer)
+        self.raw_model = self.policy.model
+        self.policy.model = model
+        self.last_val: dict[str, Any] = {}
+        world, rank = acc.num_processes, acc.process_index
+        self.t0 = time.perf_counter() - state["elapsed_s"]
+        self.t_log, self.n_log = time.perf_counter(), 0
+        stop = tc.max_steps if tc.max_steps is not None else self.total
+        self.saved_at = (state["step"], state["epoch"]) if self.resume else None
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+        columns += [TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
+        bar = Progress(*columns, disable=not (self.progress and self.main), transient=False)
+        try:
+            with bar:
+                task = bar.add_task(f"train {self.run.policy}", total=stop, completed=state["step"], loss=float("nan"))
+                while state["step"] < stop and state["epoch"] < tc.epochs:
+                    epoch = state["epoch"]
+                    order = np.random.default_rng(_seed_of(tc.seed, 2, epoch)).permutation(self.n_train)
+                    model.train()
+                    while state["batch"] < self.steps_per_epoch and state["step"] < stop:
+                        loss = self.step(order, model, world, rank)
+                        bar.update(task, completed=state["step"], loss=loss)
+                        if self.main and (state["step"] % tc.log_every == 0 or state["step"] == stop):
+                            self.log_step(loss, epoch)
+                        if state["step"] % tc.checkpoint_every == 0:
+                            self.checkpoint()
+                    if state["batch"] >= self.steps_per_epoch:
+                        state["epoch"] += 1
+                        state["batch"] = 0
+                        due = state["epoch"] % tc.val_every == 0 or state["epoch"] == tc.epochs
+                        if self.main and self.val is not None and due:
+                            self.last_val = self.validate_and_log()
+                        self.checkpoint()
+                if self.main and self.val is not None and not self.last_val:
+                    self.last_val = self.validate_and_log()
+                self.checkpoint()
+        except KeyboardInterrupt:
+            if self.main:
+                self.logs.say(f"interrupted at step {state['step']}; the last checkpoint is in {self.ckpt_dir}")
+            raise
+        finally:
+            self.policy.model = self.raw_model
+
+    # -- 6. the final policy ---------------------------------------------------------------------------------
+    def finish(self) -> Path:
+        elapsed = time.perf_counter() - self.t0
+        final = self.out / "policy"
+        if self.main:
+            tmp = _temp_dir(final)
+            with self.averaged():
+                self.policy.save(tmp)
+            _swap_in(tmp, final)
+            summary = {
+                "policy": self.run.policy,
+                "steps": self.state["step"],
+                "epochs_done": self.state["epoch"],
+                "train_samples": self.n_train,
+                "val_samples": self.n_val,
+                "train_time_s": round(elapsed, 2),
+                "samples_per_s": round(self.state["step"] * self.tc.batch_size / max(elapsed, 1e-9), 1),
+                "parameters": sum(p.numel() for p in self.raw_model.parameters()),
+                "final_val": self.last_val,
+            }
+            atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2))
+            learning_curve(self.out, self.spec.curve_metrics)
+            self.logs.say(f"done: {self.state['step']} steps in {elapsed:.1f} s; policy saved to {final}")
+        self.accelerator.wait_for_everyone()
+        return final
+
+    def execute(self) -> Path:
+        from accelerate import Accelerator
+
+        tc, out = self.tc, self.out
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        self.accelerator = Accelerator(mixed_precision=tc.mixed_precision, cpu=not torch.cuda.is_available())
+        self.main = self.accelerator.is_main_process
+        self.load()
+        self.build()
+        if self.resume:
+            self.restore()
+        record = {"run": self.run_dict, "data": str(self.data), "data_fingerprint": self.fingerprint}
+        record["dataset_split"] = self.meta["splits"].get(tc.split)
+        atomic_write_text(out / "run.json", json.dumps(record, indent=2))
+        if self.main:
+            self.logs = _Logs(out, self.state["step"] if self.resume else None, tc.tensorboard, self.val_columns())
+            self.logs.say(
+                f"{'resuming' if self.resume else 'starting'} {self.run.policy} on {self.data}:{tc.split}: "
+                f"{self.n_train} train / {self.n_val} val samples, {self.steps_per_epoch} steps x {tc.epochs} epochs, "
+                f"batch {tc.batch_size}, at step {self.state['step']}"
+            )
+        try:
+            self.fit()
+            return self.finish()
+        finally:
+            if self.main:
+                self.logs.close()
+
+    def val_columns(self) -> tuple[str, ...]:
+        """The metric columns of val.csv: the spec's metrics on a zero action (their names only)."""
+        if self.val is None:
+            return ()
+        probe = subset(self.val, np.arange(1))
+        zero = np.zeros((1, len(self.spec.action_low)))
+        return tuple(k for k in self.spec.score(probe, zero) if k not in ("val_loss", "malformed"))
+
+
+def train(run: RunConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train ``run.policy`` on the dataset folder ``data`` into the run folder ``out``; returns the folder of the
+    final policy. The dataset's generator names the :class:`~taclab.train.spec.DataSpec` (which columns are
+    observations, action and task, the action box, the validation metrics)."""
+    r = _Run(run, Path(data), Path(out), resume, progress)
+    r.check()  # nothing is written before the inputs are known to be good
+    with FolderLock(r.out, "training run"):  # a second writer fails naming the holder
+        return r.execute()
+
+
+def dataset_generator(meta: dict, split: str) -> str:
+    """The generator that wrote a split (datasets of format 1 were all written by the TLA generator)."""
+    sp = meta["splits"][split]
+    return sp.get("generator") or meta.get("generator") or "tla"
+
+
+def dataset_fingerprint(data: Path, split: str) -> str:
+    from taclab.data import storage
+
+    if hasattr(storage, "fingerprint"):
+        return storage.fingerprint(data, split)
+    import hashlib
+
+    sp = storage.read_meta(data)["splits"][split]
+    return hashlib.sha256(json.dumps(sp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_columns(data: Path, split: str, columns: list[str], limit: int | None, progress: bool) -> dict:
+    from taclab.data import storage
+
+    arrays = storage.load_arrays(data, split, limit=limit, progress=progress)
+    if isinstance(arrays, dict):
+        return {k: arrays[k] for k in columns}
+    return {k: getattr(arrays, k) for k in columns}
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> str:
@@ -508,8 +629,9 @@ def _diff(a: dict, b: dict, prefix: str = "") -> str:
     return "; ".join(out)
 
 
-def learning_curve(out: str | Path) -> Path | None:
-    """Plot train.csv / val.csv of a run folder into learning_curve.png."""
+def learning_curve(out: str | Path, metrics: tuple[str, ...] = ()) -> Path | None:
+    """Plot train.csv / val.csv of a run folder into learning_curve.png: the losses, and the validation
+    ``metrics`` (percentages) beside them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -535,12 +657,12 @@ def learning_curve(out: str | Path) -> Path | None:
     axes[0].set_ylabel("loss")
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
-    if va:
+    shown = [m for m in metrics if va and m in va[0]]
+    if shown:
         vs = [int(r["step"]) for r in va]
-        axes[1].plot(vs, [float(r["gcr"]) for r in va], "o-", label="GCR")
-        for d in ("x", "y", "rz"):
-            vals = [float(r[f"direction_{d}"]) if r[f"direction_{d}"] not in ("", None) else np.nan for r in va]
-            axes[1].plot(vs, vals, ".--", label=f"direction {d}")
+        for i, m in enumerate(shown):
+            vals = [float(r[m]) if r[m] not in ("", None) else np.nan for r in va]
+            axes[1].plot(vs, vals, "o-" if i == 0 else ".--", label=m)
         axes[1].set_ylim(0, 100)
         axes[1].set_ylabel("% (validation)")
         axes[1].legend(fontsize=8)

@@ -10,6 +10,8 @@ from gymnasium.utils.env_checker import check_env
 import taclab  # noqa: F401 - registers the environments
 from taclab.envs import ENVS
 from taclab.envs.peg_in_hole import PegInHoleEnv
+import taclab.papers  # noqa: F401 - registers the oracle
+from taclab.papers.tla.labels import tla_label
 from taclab.policies import make_policy
 
 SMALL = {"image_size": (32, 32)}
@@ -45,7 +47,8 @@ def test_first_observation_is_a_collision_and_info_is_complete(env):
     obs, info = env.reset(seed=3)
     assert obs["tactile"].shape == (4, 2, 32, 32, 3) and obs["tactile"].dtype == np.uint8
     assert info["attempt"] == 1 and not info["is_success"] and info["contact"]
-    assert set(info) >= {"error", "label", "attempt", "is_success"}
+    assert set(info) >= {"error", "initial_error", "attempt", "is_success", "shape", "clearance_mm"}
+    assert "label" not in info  # the paper's label is computed by its package, not by the env
     # the true pose error stays out of the observation
     assert set(obs) == {"tactile"}
     err = info["error"]
@@ -74,10 +77,11 @@ def test_same_seed_same_episode():
 
 def test_oracle_inserts_and_zero_policy_does_not(env):
     oracle, zero = make_policy("oracle"), make_policy("zero")
+    zero.bind(env.action_space)
     for seed in range(5):
         obs, info = env.reset(seed=seed)
         while True:
-            obs, r, term, trunc, info = env.step(oracle.act(obs, info))
+            obs, r, term, trunc, info = env.step(oracle.select_action(obs, info))
             if term or trunc:
                 break
         assert term and info["is_success"] and r == 1.0
@@ -85,7 +89,7 @@ def test_oracle_inserts_and_zero_policy_does_not(env):
     obs, info = env.reset(seed=0)
     n = 0
     while True:
-        obs, r, term, trunc, info = env.step(zero.act(obs, info))
+        obs, r, term, trunc, info = env.step(zero.select_action(obs, info))
         n += 1
         if term or trunc:
             break
@@ -102,7 +106,7 @@ def test_reset_options(env):
     obs, info = env.reset(seed=0, options={"shape": "hexagon", "clearance_mm": 1.0, "error": (2.5, 0.0, 0.0)})
     assert info["shape"] == "hexagon" and info["clearance_mm"] == 1.0
     np.testing.assert_allclose(info["error"], [2.5, 0.0, 0.0], atol=1e-4)
-    np.testing.assert_allclose(info["label"], [-1.0, 0.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(tla_label(info["error"], info["clearance_mm"]), [-1.0, 0.0, 0.0], atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -214,7 +218,36 @@ def test_oracle_inserts_every_shape(shape):
         obs, info = e.reset(seed=seed)
         assert info["contact"] and not info["is_success"]
         while True:
-            obs, r, term, trunc, info = e.step(oracle.act(obs, info))
+            obs, r, term, trunc, info = e.step(oracle.select_action(obs, info))
             if term or trunc:
                 break
         assert term, f"{shape}: oracle did not insert (seed {seed})"
+
+
+def test_built_through_the_registry_with_its_declarations():
+    import gymnasium as gym
+
+    from taclab.envs.base import env_class, make
+
+    cls = env_class("taclab/PegInHole-v0")
+    assert cls is PegInHoleEnv and cls.TASK_KEYS == ("shape", "clearance_mm")
+    env = make("taclab/PegInHole-v0", **SMALL)
+    assert isinstance(env.unwrapped, PegInHoleEnv)
+    with pytest.raises(ValueError, match="unknown environment 'taclab/Nope-v0'"):
+        make("taclab/Nope-v0")
+    with pytest.raises(ValueError, match=r"unknown task key\(s\) \['color'\]"):
+        cls.check_task({"color": "red"})
+    with pytest.raises(ValueError, match="unknown peg shape"):
+        cls.check_task({"shape": "blob"})
+    assert isinstance(gym.make("taclab/PegInHole-v0", **SMALL).unwrapped, PegInHoleEnv)
+
+
+def test_success_means_inside_the_hole():
+    env = PegInHoleEnv(**SMALL)
+    with pytest.raises(ValueError, match=r"off the hole block; allowed: \|ex_mm\|, \|ey_mm\| <= "):
+        env.reset(seed=0, options={"error": [40, 0, 0]})
+    reach = env.max_error_mm()
+    obs, info = env.reset(seed=0, options={"error": [reach - 0.5, 0, 0]})
+    assert not info["is_success"]  # over the block, far from the hole
+    obs, info = env.reset(seed=0, options={"error": [0, 0, 0]})
+    assert info["is_success"]

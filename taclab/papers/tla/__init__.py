@@ -1,6 +1,7 @@
 """The TLA paper (tactile peg-in-hole with a language model): labels of equations (1)-(3), the instruction
 format, the dataset generator, the tasks and tables of the paper, its policies, demo and commands.
 
-Importing this package registers the paper's policies (``oracle``, ``tla``)."""
+Importing this package registers the paper's policies (``oracle``, ``tla``), the learning spec of its datasets,
+its task list ``paper`` and its report ``tla``."""
 
-from taclab.papers.tla import policies, policy  # noqa: F401 - registers oracle and tla
+from taclab.papers.tla import learning, policies, policy, report  # noqa: F401 - registrations

@@ -1,4 +1,4 @@
-"""The default end-to-end demo: the whole pipeline in miniature.
+"""The TLA paper's pipeline in miniature (``taclab demo tla``).
 
 1. generate a small single-peg dataset with the random insertion policy (``data/``);
 2. train behavior cloning on it (``bc/``: logs, checkpoints, learning curve);
@@ -16,12 +16,42 @@ import json
 import time
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
 from taclab.utils import atomic_write_text
 
 DEMO_BASELINES = ("oracle", "random", "zero")
+
+
+class DemoConfig(BaseModel):
+    """What ``taclab demo tla --set tla.<key>=value`` may set. Unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train_samples: int = Field(1200, ge=1, description="samples of the demo's training split")
+    test_samples: int = Field(300, ge=1, description="samples of the demo's test split")
+    epochs: int = Field(10, ge=1, description="BC training epochs")
+    episodes: int = Field(20, ge=1, description="closed-loop episodes per policy and task")
+    env: dict = Field(default_factory=dict, description="taclab/PegInHole-v0 config overrides")
+
+
+def demo(out: str | Path, seed: int = 0, workers: int | None = None, config: dict | None = None) -> dict:
+    """``taclab demo tla``: :func:`run_demo` with a validated :class:`DemoConfig`."""
+    from taclab.utils import validation_message
+
+    try:
+        cfg = DemoConfig(**(config or {}))
+    except ValueError as e:
+        raise ValueError(f"invalid demo config for tla: {validation_message(e, prefix='tla.')}") from None
+    for key in ("shape", "clearance_mm"):
+        if key in cfg.env:
+            raise ValueError(f"--set tla.env.{key} is not allowed: the demo evaluates the tasks of tables III and IV")
+    return run_demo(
+        out, train_samples=cfg.train_samples, test_samples=cfg.test_samples, epochs=cfg.epochs,
+        episodes=cfg.episodes, seed=seed, workers=workers, env_overrides=cfg.env,
+    )  # fmt: skip
 
 
 def run_demo(
@@ -38,11 +68,12 @@ def run_demo(
     import os
 
     from taclab.data.generate import GenerateConfig, generate
-    from taclab.eval.closed_loop import PAPER_TASKS, evaluate_closed_loop
+    from taclab.eval.closed_loop import evaluate_closed_loop
     from taclab.eval.offline import evaluate_offline
     from taclab.eval.report import make_report
+    from taclab.papers.tla.learning import ENV_ID, PAPER_TASKS
+    from taclab.papers.tla.render import render_examples
     from taclab.train import load_run_config, train
-    from taclab.viz import render_examples
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,13 +107,13 @@ def run_demo(
             evaluate_offline(spec, data, "test", name=name, out=ev / name.lower())
         console.print(f"closed loop: {name}")
         evaluate_closed_loop(
-            spec, list(PAPER_TASKS), episodes, seed=seed, workers=workers, name=name, out=ev / name.lower(),
-            env_overrides=env,
+            spec, ENV_ID, list(PAPER_TASKS), episodes, seed=seed, workers=workers, name=name, out=ev / name.lower(),
+            env_config=env,
         )  # fmt: skip
     times["eval_s"] = time.perf_counter() - t
 
     console.rule("4/4 report")
-    report = make_report([ev], out / "report", title="taclab demo: BC on a small single-peg dataset")
+    report = make_report([ev], out / "report", "tla", title="taclab demo: BC on a small single-peg dataset")
     examples = render_examples(out / "examples")
     elapsed = time.perf_counter() - t0
 

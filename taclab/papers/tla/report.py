@@ -15,14 +15,12 @@ figure 4 and success-rate bars.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 
-from taclab.utils import atomic_write_bytes, atomic_write_text, save_png
+from taclab.eval.report import ReportSpec, register_report
+from taclab.utils import save_png
 
 PAPER = {
     "table1": {
@@ -56,30 +54,6 @@ OFFLINE_COLS = ("GCR (%)", "L1 x (mm)", "L1 y (mm)", "L1 rz (deg)")
 OFFLINE_KEYS = ("gcr", "l1_x", "l1_y", "l1_rz")
 
 
-def collect(paths: list[str | Path]) -> list[dict]:
-    """Every evaluation record (JSON with ``kind`` offline or closed_loop) in the given files and folders."""
-    records = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist")
-        files = [p] if p.is_file() else sorted(p.rglob("*.json"))
-        for f in files:
-            try:
-                rec = json.loads(f.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(rec, dict) and rec.get("kind") in ("offline", "closed_loop"):
-                rec["_file"] = str(f)
-                records.append(rec)
-    return records
-
-
-def _fmt(v, digits: int) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "-"
-    return f"{v:.{digits}f}"
-
-
 def _offline_row(rec: dict | None) -> list:
     if rec is None:
         return [None] * 4
@@ -91,7 +65,7 @@ def _pool(task_rows: list[dict]) -> tuple[float | None, float | None]:
     if not eps:
         return None, None
     ok = [e for e in eps if e["success"]]
-    return 100.0 * len(ok) / len(eps), (float(np.mean([e["attempts"] - 1 for e in ok])) if ok else None)
+    return 100.0 * len(ok) / len(eps), (float(np.mean([e["steps"] for e in ok])) if ok else None)
 
 
 def _success_steps(cells: list[dict | None]) -> list:
@@ -212,38 +186,6 @@ def build_tables(records: list[dict]) -> dict[str, dict]:
     return tables
 
 
-def _digits(col: str) -> int:
-    if col.startswith("L1") or " L1" in col:
-        return 3
-    if "Step" in col or "ms/" in col:
-        return 2
-    if col in ("episodes", "samples", "inference failures", "malformed"):
-        return 0
-    return 1
-
-
-def to_markdown(table: dict) -> str:
-    second = "split" if table.get("split_col") else "source"
-    head = ["Method", second, *table["columns"]]
-    lines = [f"### {table['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in table["rows"]:
-        cells = [str(row[0]), str(row[1])] + [
-            _fmt(v, _digits(c)) for v, c in zip(row[2:], table["columns"], strict=True)
-        ]
-        if row[1] == "paper":
-            cells = [f"*{c}*" for c in cells]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(table: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["method", "split" if table.get("split_col") else "source", *table["columns"]])
-    w.writerows(table["rows"])
-    return buf.getvalue()
-
-
 def action_arrows(
     pred_file: str | Path, title: str, path: str | Path, max_samples: int = 300, scale: float = 2.0
 ) -> Path:
@@ -254,7 +196,7 @@ def action_arrows(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from taclab.eval.metrics import pair_correct
+    from taclab.papers.tla.metrics import pair_correct
 
     z = np.load(pred_file)
     e, a = z["error"][:max_samples], z["action"][:max_samples]
@@ -280,30 +222,18 @@ def action_arrows(
     return p
 
 
-def make_report(paths: list[str | Path], out: str | Path, title: str = "taclab: TLA tables I-IV") -> Path:
-    """Write report.md, table CSVs, report.json and figures into ``out``; returns report.md's path."""
+def figures(records: list[dict], out: Path) -> list[Path]:
+    """The action arrows of figure 4 for every offline record on the single-peg test set, and success bars per
+    clearance and per shape."""
     from taclab.viz import success_bars
 
-    out = Path(out)
-    records = collect(paths)
-    if not records:
-        raise ValueError(
-            f"no evaluation records (offline_*.json / closed_loop.json) found in {[str(p) for p in paths]}"
-        )
-    tables = build_tables(records)
-    md = [f"# {title}", "", "Rows in *italics* are the numbers printed in the TLA paper; the others are measured.", ""]
-    for key, t in tables.items():
-        if not t["rows"]:
-            continue
-        md.append(to_markdown(t))
-        atomic_write_text(out / f"{key}.csv", to_csv(t))
-    figures = []
+    figs = []
     for r in records:
         if r["kind"] == "offline" and r["split"] == "test":
             npz = Path(r["_file"]).with_name(f"offline_{r['split']}_predictions.npz")
             if npz.is_file():
                 slug = "".join(c if c.isalnum() else "_" for c in r["name"]).strip("_").lower()
-                figures.append(action_arrows(npz, f"{r['name']}, single-peg test set", out / f"actions_{slug}.png"))
+                figs.append(action_arrows(npz, f"{r['name']}, single-peg test set", out / f"actions_{slug}.png"))
     loops = {r["name"]: r for r in records if r["kind"] == "closed_loop"}
     for key, group, fig_name in (
         ("clearance", CLEARANCES, "success_clearance.png"),
@@ -317,14 +247,16 @@ def make_report(paths: list[str | Path], out: str | Path, title: str = "taclab: 
             if any(v is not None for v in row.values()):
                 stats[label] = {n: (v or 0.0) for n, v in row.items()}
         if stats:
-            figures.append(success_bars(stats, f"closed-loop success by {key}", out / fig_name))
-    if figures:
-        md.append("## Figures\n")
-        md += [f"![{f.stem}]({f.name})\n" for f in figures]
-    report = atomic_write_text(out / "report.md", "\n".join(md))
-    clean = [{k: v for k, v in r.items() if k != "_file"} for r in records]
-    for r in clean:
-        for t in r.get("tasks", []):
-            t.pop("episode_results", None)
-    atomic_write_bytes(out / "report.json", json.dumps({"tables": tables, "records": clean}, indent=2).encode())
-    return report
+            figs.append(success_bars(stats, f"closed-loop success by {key}", out / fig_name))
+    return figs
+
+
+register_report(
+    "tla",
+    ReportSpec(
+        title="taclab: TLA tables I-IV",
+        intro="Rows in *italics* are the numbers printed in the TLA paper; the others are measured.",
+        tables=build_tables,
+        figures=figures,
+    ),
+)
