@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from taclab.papers.tla.labels import tla_label
-from taclab.eval.metrics import action_metrics, converging, pair_correct
+from taclab.papers.tla.metrics import action_metrics, converging, pair_correct
 
 
 def test_converging_by_hand():
