@@ -10,8 +10,10 @@ import torch
 
 from taclab.eval.closed_loop import evaluate_closed_loop
 from taclab.eval.offline import evaluate_offline
+from taclab.papers.tla.learning import ENV_ID, SPEC
+from taclab.papers.tla.tiny import init_tiny
 from taclab.policies import load_policy, make_policy
-from taclab.papers.tla import init_tiny
+from taclab.train.loop import policy_io
 from taclab.train import load_run_config, train
 
 SIZE = 56
@@ -48,10 +50,11 @@ def test_reloaded_in_a_fresh_process_gives_identical_beam_search_output(tla_run,
         "import json, torch\n"
         "torch.set_num_threads(1)\n"
         "from taclab.policies import load_policy\n"
-        "from taclab.data.storage import load_arrays\n"
-        f"a = load_arrays({str(tiny_dataset)!r}, 'test', limit=3, progress=False)\n"
+        "from pathlib import Path\n"
+        "from taclab.train.loop import load_columns\n"
+        f"a = load_columns(Path({str(tiny_dataset)!r}), 'test', ['tactile', 'shape'], 3, False)\n"
         f"p = load_policy({str(tla_run)!r})\n"
-        "pred = p.predict(a.tactile, list(a.shape))\n"
+        "pred = p.predict(a)\n"
         "print(json.dumps({'texts': p.last_texts, 'actions': pred.actions.tolist()}))\n"
     )
     env = {"HF_HUB_OFFLINE": "1", "PATH": ""}
@@ -71,20 +74,25 @@ def test_reloaded_in_a_fresh_process_gives_identical_beam_search_output(tla_run,
 
 def test_garbage_answers_are_counted_and_episodes_go_on(tiny, tiny_dataset, tmp_path):
     """An untrained model writes garbage: every answer is malformed, replaced by the zero action, counted."""
-    policy = make_policy("tla", model=str(tiny), image_size=SIZE, num_beams=1, max_new_tokens=8)
+    cls = make_policy("tla", model=str(tiny), image_size=SIZE, num_beams=1, max_new_tokens=8).__class__
+    io = policy_io(cls, SPEC, {"tactile": np.zeros((1, 4, 2, 32, 32, 3), np.uint8)})
+    policy = make_policy("tla", io=io, model=str(tiny), image_size=SIZE, num_beams=1, max_new_tokens=8)
+    policy.fit_stats(
+        {"tactile": np.zeros((1, 4, 2, 32, 32, 3), np.uint8), "shape": np.array(["square"])}, np.zeros((1, 3))
+    )
     policy.save(tmp_path / "untrained")
     rec = evaluate_offline(tmp_path / "untrained", tiny_dataset, "test", limit=8, out=tmp_path / "ev", progress=False)
     assert rec["metrics"]["malformed"] == 8 and rec["metrics"]["malformed_rate"] == 100.0
     loop = evaluate_closed_loop(
-        tmp_path / "untrained", [{"shape": "round", "clearance_mm": 2.0}], episodes=1, workers=1,
-        env_overrides={"image_size": (32, 32)}, out=tmp_path / "ev", progress=False,
+        tmp_path / "untrained", ENV_ID, [{"shape": "round", "clearance_mm": 2.0}], episodes=1, workers=1,
+        env_config={"image_size": (32, 32)}, out=tmp_path / "ev", progress=False,
     )  # fmt: skip
     t = loop["tasks"][0]
-    assert t["success_rate"] == 0.0 and t["episode_results"][0]["attempts"] == 15
+    assert t["success_rate"] == 0.0 and t["episode_results"][0]["attempt"] == 15
     assert t["malformed"] == t["actions"] == 14 and t["failures"] == 0
     p = load_policy(tmp_path / "untrained")
     p.reset({"shape": "round"})
-    a = p.act({"tactile": np.zeros((4, 2, 32, 32, 3), np.uint8)})
+    a = p.select_action({"tactile": np.zeros((4, 2, 32, 32, 3), np.uint8)})
     assert p.last_malformed and np.array_equal(a, np.zeros(3)) and p.last_texts
 
 
