@@ -2,8 +2,8 @@
 
 A renderer is any object with ``render(field, rng=None) -> np.ndarray`` that accepts fields with arbitrary
 leading batch dimensions. The optical (GelStereo / GelSight) renderer is in :mod:`.optical`, the magnetic
-skin (AnySkin) in :mod:`.magnetic`; other sensor models (taxel arrays) are further renderers of the same
-:class:`TactileField`.
+skin (AnySkin) in :mod:`.magnetic`, the piezoresistive taxel array (FlexiTac) in :mod:`.taxel`: each is a
+renderer of the same :class:`TactileField`.
 """
 
 from typing import Protocol, runtime_checkable
@@ -13,6 +13,7 @@ import numpy as np
 from taclab.sim.tactile.field import TactileField
 from taclab.sim.tactile.magnetic import MagneticProfile, MagneticRenderer, MagneticSkinSensor
 from taclab.sim.tactile.optical import PROFILES, OpticalProfile, OpticalRenderer, get_profile
+from taclab.sim.tactile.taxel import TaxelProfile, TaxelRenderer
 
 
 @runtime_checkable
@@ -29,5 +30,7 @@ __all__ = [
     "OpticalRenderer",
     "TactileField",
     "TactileRenderer",
+    "TaxelProfile",
+    "TaxelRenderer",
     "get_profile",
 ]
