@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import taclab.papers.tla.dataset  # noqa: F401 - registers the tla generator
 from taclab.data.generate import generate, read_config
 from taclab.utils import atomic_write_text
 

@@ -30,6 +30,7 @@ from taclab.data.generate import generate, read_config  # noqa: E402
 from taclab.eval.closed_loop import PAPER_TASKS, evaluate_closed_loop  # noqa: E402
 from taclab.eval.offline import evaluate_offline  # noqa: E402
 from taclab.eval.report import make_report  # noqa: E402
+from taclab.papers.tla import dataset as _tla_dataset  # noqa: E402,F401 - registers the tla generator
 from taclab.train import load_run_config, train  # noqa: E402
 from taclab.utils import system_info  # noqa: E402
 

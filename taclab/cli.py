@@ -92,27 +92,36 @@ def demo(
 
 @app.command()
 def generate(
-    config: Path = typer.Option(..., "--config", help="dataset config (YAML), e.g. configs/tla_single_peg.yaml"),
-    out: Path = typer.Option(..., help="dataset folder; an interrupted run resumes there"),
+    config: Path = typer.Option(..., "--config", help="dataset config (YAML) naming its generator"),
+    out: Path = typer.Option(..., help="dataset folder; an interrupted run of the same config resumes there"),
     workers: int = typer.Option(0, help="worker processes (0: one per core)"),
     split: list[str] = typer.Option(None, help="only these splits of the config (repeatable)"),
-    set_: list[str] = typer.Option(None, "--set", help="override for every split, key=value (repeatable)"),
+    set_: list[str] = typer.Option(None, "--set", help="override for every split, key=value (env.image_size=[32,32])"),
 ) -> None:
-    """Generate a tactile-action dataset with the random insertion policy (parquet shards + card)."""
+    """Generate a dataset with the generator its config names: parquet shards, dataset.json and the card."""
     import os
 
+    from taclab.data.generate import GenerationInterrupted, read_config
     from taclab.data.generate import generate as run
-    from taclab.data.generate import read_config
 
-    splits = read_config(config, _parse_sets(set_))
-    if split:
-        known = [s.split for s in splits]
-        bad = sorted(set(split) - set(known))
-        if bad:
-            raise typer.BadParameter(f"unknown split(s) {bad}; the config has {known}")
-        splits = [s for s in splits if s.split in split]
-    for cfg in splits:
-        run(cfg, out, workers=workers or os.cpu_count() or 1)
+    _papers()
+    import taclab.papers.tla.dataset  # noqa: F401 - registers the tla generator
+
+    with _clear_errors():
+        if workers < 0:
+            raise ValueError(f"--workers must be >= 0 (0: one per core), got {workers}")
+        splits = read_config(config, _parse_sets(set_))
+        if split:
+            known = [s.split for s in splits]
+            bad = sorted(set(split) - set(known))
+            if bad:
+                raise ValueError(f"unknown --split {bad}; the config has {known}")
+            splits = [s for s in splits if s.split in split]
+        try:
+            run(splits, out, workers=workers or os.cpu_count() or 1)
+        except GenerationInterrupted as e:
+            typer.echo(f"interrupted: {e}", err=True)
+            raise typer.Exit(130) from None
     typer.echo(f"wrote {out} ({', '.join(s.split for s in splits)})")
 
 
@@ -122,59 +131,78 @@ app.add_typer(dataset_app, name="dataset")
 
 @dataset_app.command("info")
 def dataset_info(path: Path = typer.Argument(..., help="dataset folder")) -> None:
-    """Print the dataset card and check every split (shards, counts, schema)."""
-    from taclab.data.storage import load, read_meta
+    """Print the dataset card and check every split: shards, schema, row counts and SHA-256 checksums."""
+    from taclab.data import read_meta, verify
+    from taclab.data.meta import card
 
-    meta = read_meta(path)
-    typer.echo((path / "README.md").read_text())
-    for name in meta["splits"]:
-        ds = load(path, name)
-        typer.echo(f"split {name}: {len(ds)} samples, checked")
+    with _clear_errors():
+        meta = read_meta(path)
+        typer.echo(card(meta))
+        for name, sp in meta["splits"].items():
+            if not sp.get("complete"):
+                planned = sp.get("planned_shards", "?")
+                typer.echo(f"split {name}: incomplete ({len(sp['shards'])} of {planned} shards written)")
+                continue
+            r = verify(path, name)
+            how = "SHA-256 verified" if r["verified"] else "format 1, no checksums (`taclab dataset migrate` adds them)"
+            typer.echo(f"split {name}: {r['rows']} rows in {r['shards']} shards, {how}")
 
 
 @dataset_app.command("show")
 def dataset_show(
     path: Path = typer.Argument(..., help="dataset folder"),
-    index: int = typer.Option(0, help="sample index"),
+    index: int = typer.Option(0, help="row index"),
     split: str = typer.Option("train", help="split"),
     out: Path = typer.Option(None, help="PNG to write (default: PATH/sample-SPLIT-INDEX.png)"),
 ) -> None:
-    """Save a PNG of one sample: its 8 tiles, its error and its label."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Save a PNG of one row: its images (image sequences as tiles) and its other keys as text."""
     import matplotlib.pyplot as plt
 
-    from taclab.data.storage import load, tactile_array
+    from taclab.data.show import sample_figure
     from taclab.utils import save_png
-    from taclab.viz import tactile_figure
 
-    ds = load(path, split)
-    if not 0 <= index < len(ds):
-        raise typer.BadParameter(f"index {index} out of range: split {split!r} has {len(ds)} samples")
-    ex = ds[index]
-    err = [round(v, 2) for v in ex["error"]]
-    lab = [round(v, 2) for v in ex["label"]]
-    title = f"{split}[{index}] {ex['shape']} c={ex['clearance_mm']:g} mm: error {err} -> label {lab}"
-    fig = tactile_figure([tactile_array(ex)], [title])
-    target = out or path / f"sample-{split}-{index}.png"
-    save_png(target, fig)
-    plt.close(fig)
+    with _clear_errors():
+        if out is not None:
+            if out.is_dir():
+                raise ValueError(f"--out {out} is a folder; give the path of a .png file")
+            if out.suffix.lower() != ".png":
+                raise ValueError(f"--out {out} must end in .png")
+            if out.parent.exists() and not out.parent.is_dir():
+                raise ValueError(f"--out {out}: {out.parent} is a file, not a folder")
+        fig = sample_figure(path, split, index)
+        target = out or path / f"sample-{split}-{index}.png"
+        save_png(target, fig)
+        plt.close(fig)
     typer.echo(str(target))
 
 
 @dataset_app.command("export-jsonl")
 def dataset_export_jsonl(
     path: Path = typer.Argument(..., help="dataset folder"),
-    out: Path = typer.Option(..., help="output folder for SPLIT.jsonl and images/"),
+    out: Path = typer.Option(..., help="output folder for SPLIT.jsonl, images/ and export.json"),
     split: str = typer.Option("train", help="split"),
-    size: int = typer.Option(616, help="side of the composite image (pixels)"),
+    size: int = typer.Option(616, help="side of the composite image (pixels, 3 to 4096)"),
     vary_template: bool = typer.Option(False, help="cycle through the instruction templates"),
 ) -> None:
-    """Export a split in the chat format (messages + image paths) as JSONL."""
-    from taclab.data.instruct import export_jsonl
+    """Export a TLA split in the chat format (messages + image paths) as JSONL; one export per folder."""
+    from taclab.papers.tla.instruct import export_jsonl
 
-    typer.echo(str(export_jsonl(path, split, out, size=size, vary_template=vary_template)))
+    with _clear_errors():
+        typer.echo(str(export_jsonl(path, split, out, size=size, vary_template=vary_template)))
+
+
+@dataset_app.command("migrate")
+def dataset_migrate(path: Path = typer.Argument(..., help="dataset folder written by taclab 0.1 (format 1)")) -> None:
+    """Rewrite a format-1 dataset's dataset.json and card as format 2, recording a SHA-256 per shard."""
+    from taclab.data import migrate, read_meta
+
+    with _clear_errors():
+        if read_meta(path).get("source_format_version") != 1:
+            typer.echo(f"{path} is already in format version 2; nothing to do")
+            return
+        meta = migrate(path)
+    n = sum(len(sp["shards"]) for sp in meta["splits"].values())
+    typer.echo(f"migrated {path} to format version 2 ({len(meta['splits'])} splits, {n} shards checksummed)")
 
 
 @app.command()

@@ -9,7 +9,8 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """A small dataset (train 96, test 48, 32x32 tiles) shared by the training and evaluation tests."""
-    from taclab.data.generate import GenerateConfig, generate
+    from taclab.data.generate import generate
+    from taclab.papers.tla.dataset import TLADatasetConfig as GenerateConfig
 
     out = tmp_path_factory.mktemp("tiny_dataset")
     env = {"image_size": [32, 32]}

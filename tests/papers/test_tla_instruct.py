@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from taclab.data.instruct import (
+from taclab.papers.tla.instruct import (
     ActionCodec,
     chat_sample,
     composite_image,

@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from taclab.data.instruct import ActionCodec, render_chat  # noqa: E402
 from taclab.papers.tla import TLAConfig, TLAModel, build_tokenizer, init_tiny  # noqa: E402
 from taclab.papers.tla.inputs import IGNORE_INDEX, build_batch  # noqa: E402
+from taclab.papers.tla.instruct import ActionCodec, render_chat  # noqa: E402
 from taclab.papers.tla.tiny import SPECIAL_TOKENS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +142,7 @@ def test_labels_cover_only_the_answer_and_the_end_token(tiny):
 
 
 def _instruction(shape):
-    from taclab.data.instruct import instruction
+    from taclab.papers.tla.instruct import instruction
 
     return instruction(shape, 0)
 

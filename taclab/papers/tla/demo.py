@@ -67,10 +67,11 @@ def run_demo(
     """Run the pipeline in miniature into ``out``; returns the summary written to ``summary.json``."""
     import os
 
-    from taclab.data.generate import GenerateConfig, generate
+    from taclab.data.generate import generate
     from taclab.eval.closed_loop import evaluate_closed_loop
     from taclab.eval.offline import evaluate_offline
     from taclab.eval.report import make_report
+    from taclab.papers.tla.dataset import TLADatasetConfig as GenerateConfig
     from taclab.papers.tla.learning import ENV_ID, PAPER_TASKS
     from taclab.papers.tla.render import render_examples
     from taclab.train import load_run_config, train

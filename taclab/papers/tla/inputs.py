@@ -1,6 +1,6 @@
 """Model inputs of the TLA model: composite images and chat text as Qwen2-VL tensors.
 
-A sample is written in the chat layout of :func:`taclab.data.instruct.render_chat`::
+A sample is written in the chat layout of :func:`taclab.papers.tla.instruct.render_chat`::
 
     <|im_start|>user\\n<|vision_start|><|image_pad|> x N<|vision_end|>{instruction}<|im_end|>\\n
     <|im_start|>assistant\\n{answer}<|im_end|>\\n
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from taclab.data.instruct import render_chat
+from taclab.papers.tla.instruct import render_chat
 
 IGNORE_INDEX = -100
 """Label value that the loss skips."""

@@ -139,36 +139,111 @@ def render_chat(sample: dict, image_token: str = "<|vision_start|><|image_pad|><
     return "\n".join(out) + "\n"
 
 
-def export_jsonl(path, split: str, out, size: int = 616, codec: ActionCodec | None = None, vary_template: bool = False):
+EXPORT_FILE = "export.json"
+"""The manifest of an export folder: the dataset, the settings and, per split, the fingerprint exported."""
+
+
+def export_jsonl(
+    path,
+    split: str,
+    out,
+    size: int = 616,
+    codec: ActionCodec | None = None,
+    vary_template: bool = False,
+):
     """Write a split as ``out/<split>.jsonl`` (``messages`` + ``images``) and ``out/images/<split>-N.png``.
 
     For users who fine-tune large models with their own GPU stack. With ``vary_template`` the instruction
-    wording cycles through :data:`DEFAULT_TEMPLATES`. Files are written to temporary names and renamed.
+    wording cycles through :data:`DEFAULT_TEMPLATES`.
+
+    An export folder holds one export: ``out/export.json`` records the dataset, the settings (image size,
+    templates, codec) and the fingerprint of every split written. Exporting another split of the same dataset
+    with the same settings adds it; exporting a split again rewrites that split whole; anything else (another
+    dataset, other settings, a folder holding other files) is refused, so images and texts of different runs
+    never mix. The folder is locked while it is written, and every file is written under a temporary name
+    and renamed. Returns the path of the JSONL file.
     """
     import json
+    import os
     from pathlib import Path
 
     from PIL import Image
 
-    from taclab.data.storage import load, tactile_array
+    from taclab.data import fingerprint, iter_batches
+    from taclab.utils import LOCK_FILE, FolderLock, atomic_write_text
 
     codec = codec or ActionCodec()
+    if isinstance(size, bool) or not isinstance(size, int) or not 3 <= size <= 4096:
+        raise ValueError(f"composite size must be a whole number of pixels between 3 and 4096, got {size!r}")
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    ds = load(path, split)
-    target = out / f"{split}.jsonl"
-    tmp = target.with_name(f".{target.name}.tmp")
-    with tmp.open("w") as f:
-        for i in range(len(ds)):
-            ex = ds[i]
-            name = f"images/{split}-{i:06d}.png"
-            img_path = out / name
-            if not img_path.is_file():
-                part = img_path.with_name(f".{img_path.name}.tmp")
-                Image.fromarray(composite_image(tactile_array(ex), size)).save(part, format="png")
-                part.replace(img_path)
-            template = i % len(DEFAULT_TEMPLATES) if vary_template else 0
-            sample = chat_sample(ex["shape"], ex["label"], codec, template)
-            f.write(json.dumps({**sample, "images": [name]}) + "\n")
-    tmp.replace(target)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; an export is written to a folder")
+    fp = fingerprint(path, split)  # checks the dataset and the split before anything is written
+    settings = {
+        "size": size,
+        "vary_template": bool(vary_template),
+        "resolution": list(codec.resolution),
+        "limits": list(codec.limits),
+    }
+    dataset = str(Path(path).resolve())
+    manifest_path = out / EXPORT_FILE
+    with FolderLock(out, "jsonl export"):
+        manifest = None
+        if manifest_path.is_file():
+            try:
+                manifest = json.loads(manifest_path.read_text())
+            except ValueError:
+                raise ValueError(f"{manifest_path} is not valid JSON: remove {out} or export elsewhere") from None
+        others = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_FILE, EXPORT_FILE, "images"))
+        others = [n for n in others if not n.endswith(".jsonl") or manifest is None]
+        if manifest is None and (others or (out / "images").exists()):
+            raise ValueError(
+                f"{out} is not empty ({', '.join(others) or 'images/'}) and holds no taclab export: export into a "
+                "new or empty folder"
+            )
+        if manifest is not None:
+            if manifest.get("dataset") != dataset or manifest.get("settings") != settings:
+                theirs = {"dataset": manifest.get("dataset"), **(manifest.get("settings") or {})}
+                ours = {"dataset": dataset, **settings}
+                diff = ", ".join(f"{k} {theirs.get(k)!r} -> {v!r}" for k, v in ours.items() if theirs.get(k) != v)
+                raise ValueError(
+                    f"{out} holds another export ({diff}): export into a new folder, or remove {out} first"
+                )
+            prev = manifest.get("splits", {}).get(split)
+            if prev is not None and prev.get("fingerprint") != fp:
+                raise ValueError(
+                    f"{out} holds split {split!r} exported from other data (fingerprint {prev.get('fingerprint')}, "
+                    f"now {fp}): export into a new folder, or remove {out} first"
+                )
+        else:
+            manifest = {"dataset": dataset, "settings": settings, "splits": {}}
+        # this split is rewritten whole: forget it, remove its files, then write them again
+        manifest["splits"].pop(split, None)
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
+        images = out / "images"
+        images.mkdir(exist_ok=True)
+        for f in images.glob(f"{split}-*.png"):
+            f.unlink()
+        target = out / f"{split}.jsonl"
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        i = 0
+        try:
+            with tmp.open("w") as f:
+                for batch in iter_batches(path, split, ["tactile", "shape", "label"], batch_size=64):
+                    for tactile, shape, label in zip(batch["tactile"], batch["shape"], batch["label"], strict=True):
+                        name = f"images/{split}-{i:06d}.png"
+                        part = out / f".{split}-{i:06d}.png.tmp{os.getpid()}"
+                        Image.fromarray(composite_image(tactile, size)).save(part, format="png")
+                        part.replace(out / name)
+                        template = i % len(DEFAULT_TEMPLATES) if vary_template else 0
+                        sample = chat_sample(str(shape), label, codec, template)
+                        f.write(json.dumps({**sample, "images": [name]}) + "\n")
+                        i += 1
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
+            for part in out.glob(".*.png.tmp*"):
+                part.unlink(missing_ok=True)
+        manifest["splits"][split] = {"fingerprint": fp, "samples": i, "file": target.name}
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
     return target

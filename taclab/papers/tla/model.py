@@ -25,8 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from taclab.data.instruct import DEFAULT_TEMPLATES, ActionCodec, composite_image, instruction
 from taclab.papers.tla.inputs import IMAGE_PAD, VISION_END, VISION_START, build_batch
+from taclab.papers.tla.instruct import DEFAULT_TEMPLATES, ActionCodec, composite_image, instruction
 
 CHECKPOINT_FILE = "tla_config.json"
 LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

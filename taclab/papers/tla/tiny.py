@@ -18,7 +18,7 @@ import itertools
 import json
 from pathlib import Path
 
-from taclab.data.instruct import DEFAULT_TEMPLATES, SHAPE_WORDS, ActionCodec, instruction
+from taclab.papers.tla.instruct import DEFAULT_TEMPLATES, SHAPE_WORDS, ActionCodec, instruction
 
 IM_START, IM_END, END_OF_TEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
@@ -63,7 +63,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-"""The chat layout of ``taclab.data.instruct.render_chat`` (no system turn) as a Jinja chat template."""
+"""The chat layout of ``taclab.papers.tla.instruct.render_chat`` (no system turn) as a Jinja chat template."""
 
 TINY_DEFAULTS = {
     "hidden_size": 128,
