@@ -280,11 +280,11 @@ def rendering_backend() -> str:
 
 
 def system_info() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import gymnasium
     import mujoco
     import numpy
-
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         own = version("taclab")

@@ -51,7 +51,7 @@ def test_demo_small(tmp_path):
 
 def test_demo_rejects_bad_override(tmp_path):
     r = runner.invoke(app, ["demo", "tla", "--out", str(tmp_path), "--set", "tla.episodez=3"])
-    assert r.exit_code == 2 and "tla.episodez" in r.output
+    assert r.exit_code == 2 and "'episodez'" in r.output
     r = runner.invoke(app, ["demo", "tla", "--out", str(tmp_path), "--set", "max_attempts=3"])
     assert r.exit_code == 2 and "max_attempts" in r.output
     r = runner.invoke(app, ["demo", "tla", "--out", str(tmp_path), "--set", "tla.env.clearance_mm=1.0"])

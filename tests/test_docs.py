@@ -6,9 +6,9 @@ import pytest
 
 from taclab.cli import app
 from taclab.envs.peg_in_hole import PegInHoleConfig
+from taclab.papers.tla.model import TLAConfig
 from taclab.policies.bc import BCConfig
 from taclab.policies.dp import DPConfig
-from taclab.papers.tla import TLAConfig
 from taclab.sim.config import SceneConfig
 from taclab.sim.tactile.optical import OpticalProfile
 from taclab.train.config import TrainConfig

@@ -72,7 +72,7 @@ def evaluate_offline(
     """Score a policy on a split with the metrics of the dataset's learning spec. With ``out``, writes
     ``offline_<split>.json`` (the record returned) and ``offline_<split>_predictions.npz`` (the actions, the
     malformed flags and every non-image column)."""
-    from taclab.data.storage import read_meta
+    from taclab.data import read_meta
     from taclab.policies.base import resolve
 
     if out is not None and Path(out).exists() and not Path(out).is_dir():

@@ -299,7 +299,7 @@ class _Run:
 
     # -- 1. inputs and the output folder ---------------------------------------------------------------------
     def check(self) -> None:
-        from taclab.data.storage import read_meta
+        from taclab.data import read_meta
         from taclab.policies.base import POLICIES
 
         tc, out = self.tc, self.out
@@ -597,23 +597,16 @@ def dataset_generator(meta: dict, split: str) -> str:
 
 
 def dataset_fingerprint(data: Path, split: str) -> str:
-    from taclab.data import storage
+    from taclab.data import fingerprint
 
-    if hasattr(storage, "fingerprint"):
-        return storage.fingerprint(data, split)
-    import hashlib
-
-    sp = storage.read_meta(data)["splits"][split]
-    return hashlib.sha256(json.dumps(sp, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint(data, split)
 
 
 def load_columns(data: Path, split: str, columns: list[str], limit: int | None, progress: bool) -> dict:
-    from taclab.data import storage
+    """The decoded ``columns`` of a split (the first ``limit`` rows)."""
+    from taclab.data import load_arrays
 
-    arrays = storage.load_arrays(data, split, limit=limit, progress=progress)
-    if isinstance(arrays, dict):
-        return {k: arrays[k] for k in columns}
-    return {k: getattr(arrays, k) for k in columns}
+    return load_arrays(data, split, columns=columns, limit=limit, progress=progress)
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> str:

@@ -13,8 +13,8 @@ from taclab.eval.offline import evaluate_offline
 from taclab.papers.tla.learning import ENV_ID, SPEC
 from taclab.papers.tla.tiny import init_tiny
 from taclab.policies import load_policy, make_policy
-from taclab.train.loop import policy_io
 from taclab.train import load_run_config, train
+from taclab.train.loop import policy_io
 
 SIZE = 56
 
