@@ -158,7 +158,7 @@ class PegInHoleEnv(TaclabEnv):
     def _info(self, success: bool, contact: bool) -> dict[str, Any]:
         err = self._error()
         return {
-            "error": err.astype(np.float32),
+            "error": err,  # float64: the paper's label is computed from it at full precision
             "initial_error": self._initial_error.copy(),
             "attempt": self._attempt,
             "is_success": bool(success),
