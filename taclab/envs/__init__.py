@@ -2,7 +2,14 @@
 
 from gymnasium.envs.registration import register, registry
 
-ENVS = {"taclab/PegInHole-v0": "taclab.envs.peg_in_hole:PegInHoleEnv"}
+ENVS = {
+    "taclab/PegInHole-v0": "taclab.envs.peg_in_hole:PegInHoleEnv",
+    "taclab/VitalPlug-v0": "taclab.envs.vital:VitalPlugEnv",
+    "taclab/VitalUSB-v0": "taclab.envs.vital:VitalUSBEnv",
+    "taclab/VitalCard-v0": "taclab.envs.vital:VitalCardEnv",
+    "taclab/VitalKey-v0": "taclab.envs.vital:VitalKeyEnv",
+    "taclab/VitalPick-v0": "taclab.envs.vital:VitalPickEnv",
+}
 
 for _id, _entry in ENVS.items():
     if _id not in registry:

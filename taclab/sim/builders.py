@@ -32,11 +32,14 @@ Conventions (SI units throughout):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+
+from taclab.sim.tactile.field import TactileField
 
 SLIDE_DOFS = ("x", "y", "z")
 HINGE_DOFS = ("roll", "pitch", "yaw")
@@ -450,11 +453,39 @@ def add_finger_actuators(spec: mujoco.MjSpec, gripper: PadGripper) -> tuple[str,
 # ---------------------------------------------------------------------------------------------- fixtures
 @dataclass(frozen=True)
 class Prism:
-    """A convex polygon ``(n, 2)`` (m) extruded from ``z0`` to ``z1`` in its body's frame."""
+    """A convex polygon ``(n, 2)`` (m) extruded from ``z0`` to ``z1`` in its body's frame, with an optional
+    45-degree ``chamfer`` (m) around its bottom face (a lead-in for parts that are inserted)."""
 
     polygon: np.ndarray
     z0: float
     z1: float
+    chamfer: float = 0.0
+
+    def layers(self) -> list[tuple[np.ndarray, float]]:
+        if self.chamfer <= 0:
+            return [(self.polygon, self.z0), (self.polygon, self.z1)]
+        c = self.chamfer
+        return [(inset_polygon(self.polygon, c), self.z0), (self.polygon, self.z0 + c), (self.polygon, self.z1)]
+
+
+def inset_polygon(polygon: np.ndarray, d: float) -> np.ndarray:
+    """A convex polygon (either winding) with every edge moved inward by ``d`` (m), corners mitred."""
+    v = np.asarray(polygon, float)
+    area2 = np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1])
+    e = np.roll(v, -1, axis=0) - v
+    n = np.stack([e[:, 1], -e[:, 0]], axis=1) * np.sign(area2)  # outward normals
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    out = np.empty_like(v)
+    for i in range(len(v)):
+        a, b = n[i - 1], n[i]  # the edges meeting at vertex i
+        m = (a + b) / (1 + a @ b)  # mitre: m . a = m . b = 1
+        out[i] = v[i] - d * m
+    return out
+
+
+def rectangle(cx: float, cy: float, hx: float, hy: float) -> np.ndarray:
+    """The counter-clockwise corners (4, 2) of an axis-aligned rectangle of half sizes (hx, hy) at (cx, cy)."""
+    return np.array([[cx - hx, cy - hy], [cx + hx, cy - hy], [cx + hx, cy + hy], [cx - hx, cy + hy]])
 
 
 @dataclass(frozen=True)
@@ -492,7 +523,7 @@ def add_fixture(
     for i, piece in enumerate(pieces):
         gname = f"{name}{i}"
         if isinstance(piece, Prism):
-            hull_mesh(spec, gname, [(piece.polygon, piece.z0), (piece.polygon, piece.z1)])
+            hull_mesh(spec, gname, piece.layers())
             body.add_geom(name=gname, type=mujoco.mjtGeom.mjGEOM_MESH, meshname=gname, **extra)
         elif isinstance(piece, Box):
             bkw = {} if piece.quat is None else {"quat": list(piece.quat)}
@@ -580,3 +611,121 @@ def taxel_layout(model: mujoco.MjModel, sensor: str, geom: str, rows: int, cols:
         cols=cols,
         local_xz=np.stack([x[order], z[order]], axis=1).reshape(rows, cols, 2),
     )
+
+
+def plate_with_holes(
+    half: tuple[float, float], z0: float, z1: float, holes: Sequence[tuple[float, float, float, float]]
+) -> list[Box]:
+    """Boxes that tile the plate ``|x| <= half[0], |y| <= half[1], z0 <= z <= z1`` minus rectangular holes
+    ``(cx, cy, hx, hy)`` (centre and half sizes, m) cut through it: convex pieces for :func:`add_fixture`.
+
+    The plate is cut into columns at every hole edge along x; each column is split along y around the holes
+    that cross it. Holes must lie inside the plate and not overlap."""
+    hx_, hy_ = half
+    for cx, cy, hx, hy in holes:
+        if not (abs(cx) + hx < hx_ and abs(cy) + hy < hy_ and hx > 0 and hy > 0):
+            raise ValueError(f"hole {(cx, cy, hx, hy)} is not inside the {2 * hx_} x {2 * hy_} m plate")
+    xs = sorted({-hx_, hx_, *(c - h for c, _, h, _ in holes), *(c + h for c, _, h, _ in holes)})
+    zc, zh = (z0 + z1) / 2, (z1 - z0) / 2
+    pieces = []
+    for xa, xb in zip(xs[:-1], xs[1:], strict=True):
+        xm = (xa + xb) / 2
+        cuts = sorted((cy - hy, cy + hy) for cx, cy, hx, hy in holes if cx - hx < xm < cx + hx)
+        edges = [-hy_]
+        for lo, hi in cuts:
+            if lo < edges[-1]:
+                raise ValueError("holes overlap")
+            edges += [lo, hi]
+        edges.append(hy_)
+        for ya, yb in zip(edges[0::2], edges[1::2], strict=True):
+            if yb - ya > 1e-9:
+                pieces.append(Box(((xa + xb) / 2, (ya + yb) / 2, zc), ((xb - xa) / 2, (yb - ya) / 2, zh)))
+    return pieces
+
+
+class PadFieldReader:
+    """Reads the two taxel plates of a :func:`add_pad_gripper` gripper into a tactile field (2 pads, R, C).
+
+    Depth and sliding speeds come from MuJoCo's ``tactile`` sensors (evaluated on demand, so the spec should
+    disable sensors during stepping, as :func:`new_spec` does). The normal force of a pad's contacts is shared
+    among its taxels in proportion to their depth. The shear is the displacement of the gel surface where it
+    touches: the pad surface's slide and twist against the gel's shear springs, evaluated at each taxel.
+    Field conventions are those of :class:`taclab.sim.tactile.field.TactileField`.
+    """
+
+    def __init__(self, model: mujoco.MjModel, gripper: PadGripper):
+        self.model = model
+        p = gripper.params
+        rows, cols = p.taxels
+        self.grid = (rows, cols)
+        self.pitch = (p.pad_height / rows, p.pad_width / cols)
+        pairs = zip(gripper.sensors, gripper.taxel_geoms, strict=True)
+        lays = [taxel_layout(model, s, g, rows, cols) for s, g in pairs]
+        self._idx = np.stack([np.stack([lay.sensor_adr + j * lay.n + lay.order for j in range(3)]) for lay in lays])
+        self._xz = np.stack([lay.local_xz.reshape(-1, 2) for lay in lays])  # (2, R*C, 2)
+        jids = ids(model, mujoco.mjtObj.mjOBJ_JOINT, gripper.pad_joints)
+        self._pad_q = np.array([model.jnt_qposadr[j] for j in jids]).reshape(2, 3)  # slide x, slide z, twist
+        self._gels = np.array(ids(model, mujoco.mjtObj.mjOBJ_GEOM, gripper.gels))
+        self._twist_sign = np.array(SIDES)  # each pad twists about its own outward normal
+        self.touch_seconds = 0.0  # time spent reading, for benchmarks
+
+    def capture(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Evaluate the sensors now: raw taxel values (2, 3, R*C), normal force per pad (2,), pad shear joints
+        (2, 3). Cheap; :meth:`fields_from` turns captures into fields."""
+        t0 = time.perf_counter()
+        m = self.model
+        flag = int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
+        m.opt.disableflags &= ~flag
+        try:
+            mujoco.mj_sensorVel(m, data)
+        finally:
+            m.opt.disableflags |= flag
+        out = data.sensordata[self._idx], self.normal_force(data), data.qpos[self._pad_q]
+        self.touch_seconds += time.perf_counter() - t0
+        return out
+
+    def normal_force(self, data: mujoco.MjData) -> np.ndarray:
+        """Total normal force (N) of the contacts on each pad, (2,)."""
+        n = data.ncon
+        out = np.zeros(2)
+        if n == 0:
+            return out
+        geom = data.contact.geom[:n]
+        adr = data.contact.efc_address[:n]
+        for k in range(2):
+            sel = ((geom[:, 0] == self._gels[k]) | (geom[:, 1] == self._gels[k])) & (adr >= 0)
+            out[k] = data.efc_force[adr[sel]].sum()  # a contact's first constraint row is its normal force
+        return out
+
+    def read(self, data: mujoco.MjData) -> TactileField:
+        """The field now, (2 pads, R, C)."""
+        return self.fields_from([self.capture(data)])[0]
+
+    def fields_from(self, captures) -> TactileField:
+        """Fields (T, 2 pads, R, C) from a list of captures."""
+        t0 = time.perf_counter()
+        rows, cols = self.grid
+        t = len(captures)
+        raw = np.stack([c[0] for c in captures])
+        fn = np.stack([c[1] for c in captures])
+        q = np.stack([c[2] for c in captures])
+        depth = raw[:, :, 0]
+        slip = np.moveaxis(raw[:, :, 1:], 2, -1)
+        w = (depth > 0).astype(np.float64)
+        ang = q[..., 2] * self._twist_sign
+        cos, sin = np.cos(ang)[..., None], np.sin(ang)[..., None]
+        x, z = self._xz[None, ..., 0], self._xz[None, ..., 1]
+        shear = np.empty((t, 2, rows * cols, 2))
+        np.multiply(q[..., 0, None] + (cos - 1) * x + sin * z, w, out=shear[..., 0])
+        np.multiply(q[..., 1, None] - sin * x + (cos - 1) * z, -w, out=shear[..., 1])  # rows run down the pad
+        total = depth.sum(axis=-1)
+        force = depth * np.where(total > 0, fn / np.where(total > 0, total, 1.0), 0.0)[..., None]
+        field = TactileField(
+            depth=depth.reshape(t, 2, rows, cols),
+            shear=shear.reshape(t, 2, rows, cols, 2),
+            slip=slip.reshape(t, 2, rows, cols, 2),
+            force=force.reshape(t, 2, rows, cols),
+            pitch=self.pitch,
+        )
+        self.touch_seconds += time.perf_counter() - t0
+        return field
