@@ -107,21 +107,22 @@ def generate(
     _papers()
     import taclab.papers.tla.dataset  # noqa: F401 - registers the tla generator
 
-    with _clear_errors():
-        if workers < 0:
-            raise ValueError(f"--workers must be >= 0 (0: one per core), got {workers}")
-        splits = read_config(config, _parse_sets(set_))
-        if split:
-            known = [s.split for s in splits]
-            bad = sorted(set(split) - set(known))
-            if bad:
-                raise ValueError(f"unknown --split {bad}; the config has {known}")
-            splits = [s for s in splits if s.split in split]
-        try:
+    sets = _parse_sets(set_)
+    try:
+        with _clear_errors():
+            if workers < 0:
+                raise ValueError(f"--workers must be >= 0 (0: one per core), got {workers}")
+            splits = read_config(config, sets)
+            if split:
+                known = [s.split for s in splits]
+                bad = sorted(set(split) - set(known))
+                if bad:
+                    raise ValueError(f"unknown --split {bad}; the config has {known}")
+                splits = [s for s in splits if s.split in split]
             run(splits, out, workers=workers or os.cpu_count() or 1)
-        except GenerationInterrupted as e:
-            typer.echo(f"interrupted: {e}", err=True)
-            raise typer.Exit(130) from None
+    except GenerationInterrupted as e:
+        typer.echo(f"interrupted: {e}", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"wrote {out} ({', '.join(s.split for s in splits)})")
 
 

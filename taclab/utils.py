@@ -113,10 +113,11 @@ class FolderLock:
         previous = self.holder(self.folder)
         if previous and previous.get("pid"):
             self.took_over = previous
+        argv = sys.argv if sys.argv and sys.argv[0] else [sys.executable]
         record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "command": " ".join(sys.argv) or sys.executable,
+            "command": " ".join([Path(argv[0]).name, *argv[1:]]),
             "purpose": self.purpose,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }

@@ -68,6 +68,8 @@ from taclab.data.schema import EPISODE_FEATURES, EPISODE_KEYS, LAYOUTS, Feature,
 
 ROW_GROUP_BYTES = 64 << 20
 """Rows are written in row groups of about this many decoded bytes: what a worker holds at most."""
+WORKER_BASE_BYTES = 400 << 20
+"""Memory of a worker process before it holds any rows (interpreter, simulator, libraries)."""
 DISK_MARGIN = 1.05
 """The estimated size of a run must fit in the free disk with this margin."""
 
@@ -335,6 +337,10 @@ def _episode_columns(
     return cols
 
 
+def _group_rows(schema: Schema) -> int:
+    return max(1, min(4096, ROW_GROUP_BYTES // schema.row_bytes()))
+
+
 def write_shard(
     generator: Generator, cfg: SplitConfig, shard: Shard, folder: str | Path, episode_start: int = 0
 ) -> dict[str, Any]:
@@ -343,7 +349,7 @@ def write_shard(
 
     schema = generator.schema(cfg)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, *shard.key]))
-    group = max(1, min(4096, ROW_GROUP_BYTES // schema.row_bytes()))
+    group = _group_rows(schema)
     final = Path(folder) / shard.file
     tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
     arrow_schema = schema.arrow_schema()
@@ -519,13 +525,6 @@ def generate(
             )
     base = dataset_schema(meta) if meta else jobs[0].schema
     for j in jobs:
-        d = base.diff(j.schema)
-        if d:
-            where = f"the dataset in {out}" if meta else f"split {jobs[0].cfg.split!r}"
-            raise DatasetError(
-                f"split {j.cfg.split!r} declares other features than {where}: {d}; a dataset has one declaration "
-                "(generate into another folder)"
-            )
         prev = (meta or {}).get("splits", {}).get(j.cfg.split)
         if prev is not None and prev["config_hash"] != j.hash:
             if prev["generator"] != j.generator.name:
@@ -538,14 +537,21 @@ def generate(
                 f"split {j.cfg.split!r} in {out} was generated from another config ({what}): a rerun only resumes "
                 "the same config; generate into another folder or delete this one"
             )
-        j.plan = _check_plan(j)
+        d = base.diff(j.schema)
+        if d:
+            where = f"the dataset in {out}" if meta else f"split {jobs[0].cfg.split!r}"
+            raise DatasetError(
+                f"split {j.cfg.split!r} declares other features than {where}: {d}; a dataset has one declaration "
+                "(generate into another folder)"
+            )
 
-    # bounds: what is left to write must fit on the disk, and a row group in memory per worker
+    # bounds, before planning: what is left to write must fit on the disk, a row group in memory per worker
     need = 0
     for j in jobs:
         prev = (meta or {}).get("splits", {}).get(j.cfg.split)
-        done = {r["file"] for r in prev["shards"]} if prev else set()
-        left = sum(s.size for s in j.plan if f"{DATA_DIR}/{s.file}" not in done)
+        unit = "rows" if j.generator.layout == "sample" else "episodes"
+        done = sum(r.get(unit) or 0 for r in prev["shards"]) if prev else 0
+        left = max(0, j.generator.size(j.cfg) - done)
         need += j.generator.rows_estimate(j.cfg, left) * j.schema.row_bytes()
     free = free_disk_bytes(out)
     if need * DISK_MARGIN > free:
@@ -553,12 +559,15 @@ def generate(
             f"generating into {out} needs about {human_bytes(need)} (estimated from the declared features), "
             f"the disk has {human_bytes(free)} free: reduce the samples or free space"
         )
-    n_workers = int(workers)
-    per_worker = min(ROW_GROUP_BYTES, max(j.schema.row_bytes() for j in jobs)) * 3 + (300 << 20)
+    per_worker = max(_group_rows(j.schema) * j.schema.row_bytes() for j in jobs) * 3 + WORKER_BASE_BYTES
     mem = available_memory_bytes()
     if per_worker > mem:
-        raise DatasetError(f"one worker needs about {human_bytes(per_worker)}, {human_bytes(mem)} is available")
-    n_workers = max(1, min(n_workers, mem // per_worker))
+        raise DatasetError(
+            f"one worker needs about {human_bytes(per_worker)} of memory, {human_bytes(mem)} is available"
+        )
+    n_workers = max(1, min(int(workers), mem // per_worker))
+    for j in jobs:
+        j.plan = _check_plan(j)
 
     with FolderLock(out, "dataset generation"), _Pool(n_workers) as pool:
         data = out / DATA_DIR
