@@ -65,6 +65,9 @@ class VitalConfig(BaseModel):
     max_step_deg: float = Field(5.0, gt=0, le=45, description="largest rotation-vector component per step (deg)")
     image_size: tuple[int, int] = Field((128, 128), description="wrist image (height, width) in pixels")
     masks: bool = Field(True, description="add the wrist segmentation mask to observations")
+    cameras: bool = Field(
+        True, description="render the cameras; off, their observations are zeros (for privileged policies)"
+    )
     third_person: bool = Field(False, description="add the third-person RGB-D images to observations")
     third_person_size: tuple[int, int] = Field((240, 320), description="third-person image (height, width)")
     skin: str = Field("anyskin", description="magnetic skin profile (taclab.sim.tactile.magnetic)")
@@ -246,7 +249,10 @@ class VitalEnv(TaclabEnv):
     def _observe(self, skin: np.ndarray) -> dict[str, np.ndarray]:
         cfg, sim = self.config, self.sim
         h, w = cfg.image_size
-        wrist = sim.render("wrist", h, w, mask=cfg.masks)
+        if cfg.cameras:
+            wrist = sim.render("wrist", h, w, mask=cfg.masks)
+        else:
+            wrist = {"rgb": np.zeros((h, w, 3), np.uint8), "mask": np.zeros((h, w), np.uint8)}
         pos, rot = sim.hand_pose()
         obs = {
             "wrist_rgb": wrist["rgb"],
@@ -257,7 +263,11 @@ class VitalEnv(TaclabEnv):
             obs["wrist_mask"] = wrist["mask"]
         if cfg.third_person:
             th, tw = cfg.third_person_size
-            third = sim.render("third", th, tw, depth=True)
+            third = (
+                sim.render("third", th, tw, depth=True)
+                if cfg.cameras
+                else {"rgb": np.zeros((th, tw, 3), np.uint8), "depth": np.zeros((th, tw), np.float32)}
+            )
             obs["third_rgb"], obs["third_depth"] = third["rgb"], third["depth"]
         return obs
 

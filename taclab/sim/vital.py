@@ -697,12 +697,16 @@ class VitalSim:
         start = self.target.copy()
         goal = np.asarray(target6, float)
         d.ctrl[s.finger_act] = finger_cmd * self.cfg.grip_force
-        n_ramp = max(1, int(round(ramp * n)))
-        for i in range(n_ramp):
-            d.ctrl[s.hand_act] = start + (goal - start) * ((i + 1) / n_ramp)
-            mujoco.mj_step(m, d)
+        # the targets advance every `chunk` sub-steps (5 ms at the default timestep): smooth for the servos, and
+        # few calls into MuJoCo
+        chunk = max(1, int(round(0.005 / self.cfg.timestep)))
+        n_ramp = max(chunk, int(round(ramp * n / chunk)) * chunk)
+        for i in range(chunk, n_ramp + 1, chunk):
+            d.ctrl[s.hand_act] = start + (goal - start) * (i / n_ramp)
+            mujoco.mj_step(m, d, nstep=chunk)
         d.ctrl[s.hand_act] = goal
-        mujoco.mj_step(m, d, nstep=n - n_ramp)
+        if n > n_ramp:
+            mujoco.mj_step(m, d, nstep=n - n_ramp)
         mujoco.mj_forward(m, d)
         self.target = goal
         self.physics_seconds += time.perf_counter() - t0
