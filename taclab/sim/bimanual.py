@@ -9,9 +9,11 @@ fingers close along world y. Hands, fingers and pads carry gravity compensation;
 friction only.
 
 Gripper (:func:`taclab.sim.builders.add_pad_gripper`): two fingers closing along the hand's y axis, driven by
-force actuators and coupled to move symmetrically (a joint equality added here), each with a compliant gel pad
-of ``taxel_rows x taxel_cols`` taxels at ``taxel_pitch`` (32 x 12 at 2 mm: 64 x 24 mm) on shear springs, and a
-taxel plate ``gel_layer`` proud of it read by MuJoCo's native ``tactile`` sensor. Rows run along the finger from
+force actuators and coupled to move symmetrically (a joint equality added here), each with a pad of
+``taxel_rows x taxel_cols`` taxels at ``taxel_pitch`` (32 x 12 at 2 mm: 64 x 24 mm), compliant in the normal
+direction (soft contact of ``gel_stiffness`` per contact point), and a taxel plate ``gel_layer`` proud of it read
+by MuJoCo's native ``tactile`` sensor. A piezoresistive film hardly shears, so by default the builder's shear
+joints are removed and the pads are rigid in shear (``pad_shear`` keeps them). Rows run along the finger from
 the palm to the tip, columns along the hand's +x. Pads also touch the table.
 
 Parts (:class:`PartGeometry`): each is a free body whose frame is at its handle's centre, with x along the
@@ -76,18 +78,21 @@ class BimanualConfig(BaseModel):
     gel_stiffness: float = Field(
         10000.0, gt=0, description="normal stiffness of one contact point between a pad and a part (N/m)"
     )
-    gel_damping: float = Field(20.0, ge=0, description="normal damping of a pad contact (N s/m)")
+    gel_damping: float = Field(60.0, ge=0, description="normal damping of a pad contact (N s/m)")
+    pad_shear: bool = Field(
+        False, description="pads slide and twist on the gel's shear springs (off: a thin film, rigid in shear)"
+    )
     gel_shear_modulus: float = Field(
-        3.0e4,
-        gt=0,
-        description="shear modulus of the pads' gel (Pa): with the pad's area and thickness, its shear springs",
+        3.0e4, gt=0, description="shear modulus of the pads' gel (Pa), with pad_shear: sets the shear springs"
     )
     pad_mass: float = Field(0.03, gt=0, description="mass of each pad's moving gel surface (kg)")
     gel_layer: float = Field(0.0003, ge=0, le=0.002, description="the taxel plate sits this far proud of the pad (m)")
     pad_thickness: float = Field(0.003, gt=0.0005, description="pad thickness (m)")
     grip_force: float = Field(15.0, gt=0, le=100, description="force of each finger when the gripper closes (N)")
     max_opening: float = Field(0.07, gt=0.03, le=0.15, description="largest distance between the pads (m)")
-    finger_damping: float = Field(30.0, ge=0, description="damping of each finger's slide (N s/m)")
+    finger_damping: float = Field(
+        150.0, ge=0, description="damping of each finger's slide (N s/m): the gripper closes at grip_force / this"
+    )
     # hands
     hand_mass: float = Field(0.5, gt=0, description="mass of a hand's palm (kg)")
     hand_kp: float = Field(3000.0, gt=0, description="stiffness of the x, y, z servos (N/m)")
@@ -347,11 +352,17 @@ def _add_hand(spec: mujoco.MjSpec, cfg: BimanualConfig, k: int) -> tuple[B.Hand,
             servos[d] = B.Servo.critical(cfg.rot_kp, 0.004, (-math.pi, math.pi))
     hand = B.add_hand(spec, spec.worldbody, servos, prefix=prefix, dofs=HAND_DOFS, armature=0.02)
     grip = B.add_pad_gripper(spec, hand.body, gripper_params(cfg), prefix=prefix)
+    if not cfg.pad_shear:
+        # a piezoresistive film on a rigid finger hardly shears: the pads are welded to their fingers
+        for j in grip.pad_joints:
+            spec.delete(spec.joint(j))
     B.add_finger_actuators(spec, grip)
     # the fingers move together (a parallel gripper): finger 1's joint follows finger 0's
     eq = spec.add_equality(name=f"{prefix}fingers", type=mujoco.mjtEq.mjEQ_JOINT)
     eq.name1, eq.name2 = grip.fingers[1], grip.fingers[0]
     eq.data[:5] = [0, 1, 0, 0, 0]
+    eq.solref = [2 * cfg.timestep, 1.0]  # stiff: a soft coupling lets a squeezed part creep out of the grasp
+    eq.solimp = _HARD
     # a forearm towards the hand's own end of the table (visual only)
     side = -1.0 if k == 0 else 1.0
     z0 = gripper_params(cfg).palm_z + 0.006
