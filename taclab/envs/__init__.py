@@ -9,6 +9,7 @@ ENVS = {
     "taclab/VitalCard-v0": "taclab.envs.vital:VitalCardEnv",
     "taclab/VitalKey-v0": "taclab.envs.vital:VitalKeyEnv",
     "taclab/VitalPick-v0": "taclab.envs.vital:VitalPickEnv",
+    "taclab/BimanualAssembly-v0": "taclab.envs.bimanual:BimanualAssemblyEnv",
 }
 
 for _id, _entry in ENVS.items():
