@@ -535,13 +535,15 @@ class BimanualSim:
         with ``grip_force``, 0 opens with it, 0.5 lets the fingers rest. With ``probe`` the taxel depths after
         the next-to-last step are returned (for the indentation rate)."""
         m, d = self.model, self.data
-        t0, g0 = self._target.copy(), self._grip.copy()
         t1 = np.asarray(hand_targets, dtype=float).reshape(HANDS, 6)
         g1 = np.clip(np.asarray(grip, dtype=float).reshape(HANDS), 0.0, 1.0)
+        self._apply(self._target, self._grip)
+        c0 = d.ctrl.copy()
+        self._apply(t1, g1)
+        dc = d.ctrl - c0
         before = None
         for i in range(1, nstep + 1):
-            a = i / nstep
-            self._apply(t0 + a * (t1 - t0), g0 + a * (g1 - g0))
+            d.ctrl[:] = c0 + (i / nstep) * dc
             mujoco.mj_step(m, d)
             if probe and i == nstep - 1:
                 before = self.taxel_depth()

@@ -105,7 +105,8 @@ def grasped():
     z = sim.grasp_height()
     hands = np.array([[-0.12, 0.0, z, 0, 0, 0], [0.12 - 0.025, 0.0, z, 0, 0, 0]])
     sim.reset(hands, np.array([[-0.12, 0.0, 0.0], [0.12, 0.0, 0.0]]))
-    sim.step(hands, np.ones(2), 150)
+    for _ in range(8):  # the grip command ramps up over the first call, then the fingers close and settle
+        sim.step(hands, np.ones(2), 50)
     return sim
 
 
@@ -141,7 +142,8 @@ def test_harder_squeeze_reads_more(grasped):
         z = sim.grasp_height()
         hands = np.array([[-0.12, 0.0, z, 0, 0, 0], [0.12, 0.0, z, 0, 0, 0]])
         sim.reset(hands, np.array([[-0.12, 0.0, 0.0], [0.12, 0.0, 0.0]]))
-        sim.step(hands, np.ones(2), 150)
+        for _ in range(16):  # 5 N closes the fingers slowly
+            sim.step(hands, np.ones(2), 50)
         readings.append(sim.taxel_depth().max(axis=(1, 2)))
     assert np.all(readings[1] > readings[0] + 1e-4)
 

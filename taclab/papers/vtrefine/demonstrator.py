@@ -117,7 +117,8 @@ class BimanualDemonstrator(Policy):
         n = self.cfg.noise
         self.phase = ["approach", "approach"]
         self.timer = [0, 0]
-        self.target: np.ndarray | None = None  # (2, 6) the pose targets sent last
+        self.target: np.ndarray | None = None  # (2, 6) the pose targets, without the tremor
+        self.sent: np.ndarray | None = None  # (2, 6) the absolute targets sent last
         self.grip = np.zeros(HANDS)
         self.grasp_offset = self.rng.uniform(-n.grasp_offset, n.grasp_offset, HANDS)
         self.grasp_heading: list[float | None] = [None, None]
@@ -140,7 +141,7 @@ class BimanualDemonstrator(Policy):
         parts = np.asarray(info["part_poses"], dtype=np.float64).reshape(HANDS, 7)
         if self.target is None:
             self.target = hands.copy()
-        previous = self.target.copy()
+            self.sent = hands.copy()
         dt = 1.0 / self.cfg.control_hz
         self.steps += 1
         paused = self.pause_at <= self.steps < self.pause_at + self.pause_len
@@ -150,6 +151,7 @@ class BimanualDemonstrator(Policy):
         tremor = self.rng.normal(0, self.cfg.noise.tremor, (HANDS, 3))
         out = self.target.copy()
         out[:, :3] += tremor
+        previous, self.sent = self.sent, out
         if self.cfg.action_mode == "relative":
             out = out - previous
         return np.c_[out, self.grip].reshape(-1).astype(np.float32)
