@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from taclab.envs.base import TaclabEnv
 from taclab.sim.bimanual import (
     ASSEMBLIES,
+    DEPTH_GROUPS,
     HANDS,
     PADS,
     BimanualConfig,
@@ -99,7 +100,7 @@ class BimanualAssemblyConfig(BaseModel):
     voxel_size: float = Field(0.005, gt=0, description="voxel side (m) of voxel down-sampling")
     camera_size: tuple[int, int] = Field((72, 96), description="depth image (height, width) in pixels")
     workspace_low: tuple[float, float, float] = Field((-0.25, -0.15, 0.003), description="crop box low corner (m)")
-    workspace_high: tuple[float, float, float] = Field((0.25, 0.15, 0.3), description="crop box high corner (m)")
+    workspace_high: tuple[float, float, float] = Field((0.25, 0.15, 0.25), description="crop box high corner (m)")
 
     @field_validator("assembly")
     @classmethod
@@ -244,7 +245,7 @@ class BimanualAssemblyEnv(TaclabEnv):
             h, w = self._cam_size
             self._intr = CameraIntrinsics.from_fovy(w, h, float(m.cam_fovy[cam]))
         pos, rot = d.cam_xpos[cam], d.cam_xmat[cam]
-        depth = raycast_depth(m, d, self._intr, pos, rot, far=2.0)
+        depth = raycast_depth(m, d, self._intr, pos, rot, geomgroup=DEPTH_GROUPS, far=2.0)
         pts = crop(depth_to_points(depth, self._intr, pos, rot), cfg.workspace_low, cfg.workspace_high)
         return fixed_size(pts, cfg.visual_points, cfg.downsample, self.np_random, cfg.voxel_size)
 

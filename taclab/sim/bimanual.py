@@ -375,12 +375,17 @@ def _add_hand(spec: mujoco.MjSpec, cfg: BimanualConfig, k: int) -> tuple[B.Hand,
         mass=0.0,
         contype=0,
         conaffinity=0,
+        group=DECOR_GROUP,
     )
     return hand, grip
 
 
 # ---------------------------------------------------------------------------------------------- scene
 DEPTH_CAMERA = "depth"
+DECOR_GROUP = 2
+"""Geom group of decoration (the forearms): drawn in images, unseen by the depth camera (see DEPTH_GROUPS)."""
+DEPTH_GROUPS = (1, 1, 0, 0, 0, 0)
+"""Geom groups the depth camera sees: the table, hands, fingers and parts, not the decoration or taxel plates."""
 OVERVIEW_CAMERA = "overview"
 
 
