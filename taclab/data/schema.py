@@ -206,9 +206,12 @@ class Feature:
             raise ValueError(f"{where} expects shape {shown}, got {a.shape}")
         if self.kind not in IMAGE_KINDS:
             try:
-                a = a.astype(self.dtype, casting="same_kind" if a.dtype.kind == "f" else "unsafe")
-            except TypeError:
+                b = a.astype(self.dtype, casting="same_kind" if a.dtype.kind == "f" else "unsafe")
+            except (TypeError, ValueError):
                 raise ValueError(f"{where} expects {self.dtype} values, got {a.dtype}") from None
+            if b.dtype.kind in "iub" and a.dtype.kind in "iub" and not np.array_equal(b, a):
+                raise ValueError(f"{where}: a value does not fit in {self.dtype}")
+            a = b
         return a
 
     def encode_image(self, value: np.ndarray | bytes) -> bytes:

@@ -69,11 +69,6 @@ def test_stored_seed_reproduces_the_sample(dataset):
         np.testing.assert_allclose(a["error"][i], info["error"])
 
 
-def test_workers_do_not_change_the_result(dataset, tmp_path):
-    generate(CFG, tmp_path, workers=2, progress=False)
-    assert fingerprint(tmp_path, "train") == fingerprint(dataset, "train")
-
-
 def test_interrupted_or_damaged_run_resumes_to_the_same_dataset(dataset, tmp_path):
     out = tmp_path / "ds"
     shutil.copytree(dataset, out)

@@ -89,6 +89,8 @@ def test_bad_values_name_the_feature():
         FEATURES[-1][0].to_arrow([3])
     with pytest.raises(ValueError, match="feature 'grid' expects int16 values, got float64"):
         FEATURES[5][0].to_arrow([np.zeros((2, 3))])
+    with pytest.raises(ValueError, match="feature 'grid': a value does not fit in int16"):
+        FEATURES[5][0].to_arrow([np.full((2, 3), 40000)])
 
 
 def test_a_broken_image_names_the_key_and_the_row():

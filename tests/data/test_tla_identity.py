@@ -7,7 +7,6 @@ metadata), their content must not.
 
 import hashlib
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -75,33 +74,10 @@ def hashes(tmp_path_factory):
     return {s: column_hashes(out, s) for s in EXPECTED}
 
 
-def _env_reports_error_in_float32() -> bool:
-    import gymnasium as gym
-
-    import taclab  # noqa: F401 - registers the envs
-
-    env = gym.make("taclab/PegInHole-v0", image_size=(16, 16))
-    _, info = env.reset(seed=0)
-    env.close()
-    return np.asarray(info["error"]).dtype == np.float32
-
-
 @pytest.mark.parametrize("split", list(EXPECTED))
-def test_every_column_but_the_label_is_identical_to_taclab_0_1(hashes, split):
+def test_every_column_is_identical_to_taclab_0_1(hashes, split):
     got, rows = hashes[split]
     assert rows == ROWS[split]
     assert list(got) == list(EXPECTED[split])  # the same columns, in the same order
-    differ = [k for k in EXPECTED[split] if k != "label" and got[k] != EXPECTED[split][k]]
+    differ = [k for k in EXPECTED[split] if got[k] != EXPECTED[split][k]]
     assert not differ, f"columns {differ} of split {split!r} differ from taclab 0.1"
-
-
-@pytest.mark.parametrize("split", list(EXPECTED))
-def test_label_is_identical_to_taclab_0_1(hashes, split):
-    """taclab 0.1 stored the label the env computed from its float64 error; the generator now computes it
-    from ``info["error"]``, which matches only where the env reports the error at full precision."""
-    if hashes[split][0]["label"] != EXPECTED[split]["label"] and _env_reports_error_in_float32():
-        pytest.xfail(
-            "taclab/PegInHole-v0 reports info['error'] as float32: a label computed from it differs from the "
-            "float64 one by one float32 step in some rows"
-        )
-    assert hashes[split][0]["label"] == EXPECTED[split]["label"]
