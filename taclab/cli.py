@@ -104,9 +104,7 @@ def generate(
     from taclab.data.generate import GenerationInterrupted, read_config
     from taclab.data.generate import generate as run
 
-    _papers()
-    import taclab.papers.tla.dataset  # noqa: F401 - registers the tla generator
-
+    _papers()  # registers the papers' generators
     sets = _parse_sets(set_)
     try:
         with _clear_errors():

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from taclab.data import DatasetError, fingerprint, generate, load, migrate, read_meta, verify
-from taclab.data.storage import load_arrays as load_tactile_arrays
+from taclab.data import DatasetError, fingerprint, generate, load, load_arrays, migrate, read_meta, verify
 from taclab.papers.tla.dataset import TLADatasetConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v1_dataset"
@@ -23,12 +22,14 @@ EXPECTED = {  # (rows, sha256 of tactile, error, label, clearance_mm, then the s
 
 
 def arrays_hash(path, split):
-    a = load_tactile_arrays(path, split, progress=False)
+    """The hash of what taclab 0.1's loader returned: tactile uint8, the float columns as float64, the shapes."""
+    a = load_arrays(path, split, progress=False)
     h = hashlib.sha256()
-    for x in (a.tactile, a.error, a.label, a.clearance_mm):
-        h.update(np.ascontiguousarray(x).tobytes())
-    h.update("|".join(a.shape.tolist()).encode())
-    return len(a), h.hexdigest()
+    h.update(a["tactile"].tobytes())
+    for k in ("error", "label", "clearance_mm"):
+        h.update(a[k].astype(np.float64).tobytes())
+    h.update("|".join(a["shape"].tolist()).encode())
+    return len(a["tactile"]), h.hexdigest()
 
 
 @pytest.fixture
