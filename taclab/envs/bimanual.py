@@ -98,7 +98,7 @@ class BimanualAssemblyConfig(BaseModel):
     visual_points: int = Field(256, ge=8, le=8192, description="visual points in the cloud")
     downsample: str = Field("voxel", description=f"down-sampling of the visual points, one of {DOWNSAMPLE_METHODS}")
     voxel_size: float = Field(0.005, gt=0, description="voxel side (m) of voxel down-sampling")
-    camera_size: tuple[int, int] = Field((72, 96), description="depth image (height, width) in pixels")
+    camera_size: tuple[int, int] = Field((60, 80), description="depth image (height, width) in pixels")
     workspace_low: tuple[float, float, float] = Field((-0.25, -0.15, 0.003), description="crop box low corner (m)")
     workspace_high: tuple[float, float, float] = Field((0.25, 0.15, 0.25), description="crop box high corner (m)")
 

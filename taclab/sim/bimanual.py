@@ -409,7 +409,7 @@ def build_scene(cfg: BimanualConfig, assembly: str, clearance: float) -> Bimanua
         conaffinity=_PART_BIT | _PAD_BIT,
     )
     # the point cloud's depth camera, in front of the table looking at the workspace; a three-quarter view
-    B.add_look_at_camera(wb, DEPTH_CAMERA, eye=(0.0, -0.42, 0.34), target=(0.0, 0.0, 0.05), fovy=42)
+    B.add_look_at_camera(wb, DEPTH_CAMERA, eye=(0.0, -0.42, 0.34), target=(0.0, 0.0, 0.06), fovy=40)
     B.add_look_at_camera(wb, OVERVIEW_CAMERA, eye=(0.3, -0.36, 0.28), target=(0.0, 0.0, 0.07), fovy=45)
     hands = [_add_hand(spec, cfg, k) for k in range(HANDS)]
     h = geo.handle_half[2]
