@@ -1,6 +1,7 @@
-"""VT-Refine (bimanual visuo-tactile assembly): the scripted demonstrator, its demonstration dataset and the
-renderer of the scene, the point cloud and the taxel images.
+"""VT-Refine (bimanual visuo-tactile assembly): the scripted demonstrator, its demonstration datasets and the
+figures of the scene, the point cloud and the taxel images.
 
-Importing this package registers the demonstrator policy ``vtrefine_demo``."""
+Importing this package registers the demonstrator policy ``vtrefine_demo`` and the dataset generator
+``vtrefine``."""
 
-from taclab.papers.vtrefine import demonstrator  # noqa: F401 - registrations
+from taclab.papers.vtrefine import dataset, demonstrator  # noqa: F401 - registrations
