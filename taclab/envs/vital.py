@@ -142,7 +142,7 @@ class VitalEnv(TaclabEnv):
             {"target": "train", "background": "cluttered", "lighting": "random"},
         ),
     }
-    RESULT_FIELDS: ClassVar[tuple[str, ...]] = ("task", "failure", "goal_error_mm", "max_skin_norm_seen")
+    RESULT_FIELDS: ClassVar[tuple[str, ...]] = ("failure", "goal_error_mm", "max_skin_norm_seen")
     metadata = {"render_modes": ["rgb_array"], "render_fps": 6}
 
     def __init__(self, config: VitalConfig | dict | None = None, render_mode: str | None = None, **overrides):

@@ -1,6 +1,6 @@
 """VITAL (visuotactile local policies): the scripted demonstrator of the simulated tasks, its demonstration
-dataset, the semantic augmentation's use and the figures of a task.
+dataset and the figures of a task.
 
-Importing this package registers the demonstrator policy ``vital_demo``."""
+Importing this package registers the demonstrator policy ``vital_demo`` and the dataset generator ``vital``."""
 
-from taclab.papers.vital import demonstrator  # noqa: F401 - registrations
+from taclab.papers.vital import dataset, demonstrator  # noqa: F401 - registrations

@@ -48,7 +48,7 @@ class DemoConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: str = Field("usb", description=f"one of {TASKS}")
+    task: str | None = Field(None, description=f"one of {TASKS}; None: the task the env's info names")
     scene: VitalSceneConfig = Field(default_factory=VitalSceneConfig, description="the env's scene (part geometry)")
     max_step_mm: float = Field(10.0, gt=0, description="the env's largest translation per step")
     max_step_deg: float = Field(5.0, gt=0, description="the env's largest rotation per step")
@@ -84,7 +84,8 @@ class VitalDemonstrator(Policy):
 
     def __init__(self, seed: int = 0, **config):
         self.cfg = DemoConfig(**config)
-        self.part = make_part(self.cfg.task, self.cfg.scene)
+        self.task = self.cfg.task
+        self.part = make_part(self.task, self.cfg.scene) if self.task is not None else None
         self._seed = seed
         self.rng = np.random.default_rng(seed)
         self.reset()
@@ -142,12 +143,17 @@ class VitalDemonstrator(Policy):
     def select_action(self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> np.ndarray:
         if info is None or "object_pos" not in info:
             raise ValueError("the VITAL demonstrator is privileged: it needs the env's info dict")
+        if self.task is None or info.get("task", self.task) != self.task:
+            if self.cfg.task is not None:
+                raise ValueError(f"this demonstrator is set up for {self.cfg.task!r}, the env runs {info['task']!r}")
+            self.task = info["task"]
+            self.part = make_part(self.task, self.cfg.scene)
         self.steps += 1
         self.phase_steps += 1
         norm = float(np.linalg.norm(np.asarray(obs["skin"], float), axis=-1).max())
-        if self.cfg.task == "pick":
+        if self.task == "pick":
             return self._pick(info, obs, norm)
-        if self.cfg.task == "card":
+        if self.task == "card":
             return self._card(info, norm)
         return self._insert(info, norm)
 

@@ -1,0 +1,50 @@
+"""The VITAL demonstration generator: an episode dataset of successful demonstrations with wrist images, masks,
+skins, proprioception and actions that loads back with its declared features; bad configs are refused."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import taclab.papers.vital  # noqa: F401 - registers the generator
+from taclab.data import ConfigError, generate, load_arrays, read_config, read_meta
+from taclab.papers.vital.dataset import VitalDemoConfig
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vital")
+    cfg = VitalDemoConfig(split="key", task="key", episodes=2, shard_size=1, seed=7, env={"image_size": [32, 32]})
+    generate([cfg], out, progress=False)
+    return out
+
+
+def test_demonstrations_load_as_episodes(demos):
+    meta = read_meta(demos)
+    assert meta["layout"] == "episode" and meta["splits"]["key"]["episodes"] == 2
+    a = load_arrays(demos, "key", progress=False)
+    assert a["observation.wrist_rgb"].shape[1:] == (32, 32, 3)
+    assert a["observation.wrist_mask"].shape[1:] == (32, 32, 1) and a["observation.wrist_mask"].max() <= 3
+    assert a["observation.skin"].shape[1:] == (2, 15) and a["observation.proprio"].shape[1:] == (7,)
+    assert a["action"].shape[1:] == (7,) and np.all(np.abs(a["action"][:, :3]) <= 10)
+    idx = a["episode_index"]
+    for e in np.unique(idx):
+        s, d = a["next.success"][idx == e], a["next.done"][idx == e]
+        assert s[-1] and not s[:-1].any() and d[-1] and not d[:-1].any()
+    assert set(a["task"]) == {"key"}
+    np.testing.assert_allclose(np.diff(a["timestamp"][idx == 0]), 0.167, atol=1e-6)
+
+
+def test_config_file_and_bad_configs(tmp_path):
+    splits = read_config(Path(__file__).parents[2] / "configs" / "vital_demos.yaml")
+    assert [(s.task, s.episodes) for s in splits] == [(t, 32) for t in ("plug", "usb", "card", "key", "pick")]
+    with pytest.raises(ValueError, match="unknown VITAL task 'lock'"):
+        VitalDemoConfig(task="lock")
+    with pytest.raises(ValueError, match="env"):
+        VitalDemoConfig(env={"max_stepz": 3})
+    with pytest.raises(ValueError, match="follows the split's task"):
+        VitalDemoConfig(demo={"task": "usb"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("generator: vital\nsplits:\n  - {split: a, episodes: 0}\n")
+    with pytest.raises(ConfigError, match="episodes"):
+        read_config(bad)
