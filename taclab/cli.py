@@ -219,7 +219,7 @@ def train(
 
     _papers()
     with _clear_errors():
-        run = load_run_config(config, policy, _sets(set_))
+        run = load_run_config(config, policy, _parse_sets(set_))
         final = run_train(run, data, out, resume=resume)
     typer.echo(f"policy saved to {final}; logs and learning_curve.png in {out}")
 

@@ -23,6 +23,8 @@ def clear_errors():
     """Bad input ends the command with its message (one line, no traceback) and exit code 2."""
     try:
         yield
+    except typer.Exit:
+        raise
     except EXPECTED_ERRORS as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         fail(msg)

@@ -129,6 +129,10 @@ def load_policy(directory: str | Path, device: str = "cpu") -> Policy:
     directory = checkpoint_dir(directory)
     meta = read_meta(directory)
     if meta["policy"] not in POLICIES:
+        import importlib
+
+        importlib.import_module("taclab.papers")  # policies of paper packages register on import
+    if meta["policy"] not in POLICIES:
         raise ValueError(f"{directory}: unknown policy {meta['policy']!r}; allowed: {sorted(POLICIES)}")
     policy = POLICIES[meta["policy"]].load(directory)
     if device != "cpu" and hasattr(policy, "to"):
