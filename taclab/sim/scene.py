@@ -1,4 +1,4 @@
-"""Assembly of the tactile peg-in-hole scene with ``mujoco.MjSpec``.
+"""Assembly of the tactile peg-in-hole scene with ``mujoco.MjSpec``, from the builders of :mod:`taclab.sim.builders`.
 
 World frame: the hole's reference point is at the origin, the block's top face at ``z = block_height``.
 The hand's four joints (slide x, y, z, hinge yaw) read directly as its world pose: its frame origin is the

@@ -141,3 +141,18 @@ def test_bad_input_is_named(usb):
         usb.reset(seed=0, options={"colour": 1})
     with pytest.raises(ValueError, match="unknown lighting"):
         make(ENV_IDS["usb"], lighting="disco")
+
+
+def test_docs_name_every_config_key():
+    from pathlib import Path
+
+    from taclab.envs.vital import VitalConfig
+    from taclab.papers.vital.dataset import VitalDemoConfig
+    from taclab.papers.vital.demonstrator import DemoConfig, DemoNoise
+    from taclab.sim.tactile.magnetic import MagneticProfile
+    from taclab.sim.vital import VitalSceneConfig
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "vital.md").read_text()
+    for model in (VitalConfig, VitalSceneConfig, MagneticProfile, DemoConfig, DemoNoise, VitalDemoConfig):
+        missing = [k for k in model.model_fields if f"`{k}`" not in doc]
+        assert not missing, f"docs/vital.md does not name {model.__name__} keys {missing}"
