@@ -57,3 +57,19 @@ def test_felt_contacts_drive_the_corrections():
     assert info["is_success"] and policy.corrections >= 1
     info, policy, _ = run("usb", seed=0, noise=noise, use_touch=False)
     assert not info["is_success"] and info["failure"] == "skin_limit" and policy.corrections == 0
+
+
+def test_render_task_saves_readable_figures(tmp_path):
+    from PIL import Image
+
+    from taclab.papers.vital.render import RENDERERS, render_task
+
+    paths = RENDERERS["vital-key"](tmp_path, seed=2)
+    names = {p.name for p in paths}
+    kinds = ("wrist", "masks", "augmented", "third_person", "variations", "skin")
+    assert names == {f"vital_key_{n}.png" for n in kinds}
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.size[0] >= 200 and im.size[1] >= 100
+    with pytest.raises(ValueError, match="unknown VITAL task 'socket'; allowed: plug, usb"):
+        render_task("socket", tmp_path)

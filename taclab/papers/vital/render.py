@@ -125,4 +125,15 @@ def render_task(task: str, out: Path, seed: int = 0) -> list[Path]:
     return paths
 
 
-__all__ = ["MASK_LABELS", "render_task", "task_name"]
+def _renderer(task: str):
+    def render(out: str | Path, seed: int = 0) -> list[Path]:
+        return render_task(task, Path(out), seed=seed)
+
+    render.__doc__ = f"Figures of the VITAL {task} task (see :func:`render_task`)."
+    return render
+
+
+RENDERERS = {f"vital-{t}": _renderer(t) for t in TASKS}
+"""``render(out, seed=0) -> [png paths]`` per task name, for ``taclab render --task vital-usb``."""
+
+__all__ = ["MASK_LABELS", "RENDERERS", "render_task", "task_name"]
