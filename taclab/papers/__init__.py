@@ -7,14 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from taclab.papers import tla
+from taclab.papers import tla, vital, vtrefine
 from taclab.papers.tla import demo as _tla_demo
 from taclab.papers.tla import render as _tla_render
+from taclab.papers.vital import render as _vital_render
+from taclab.papers.vtrefine import render as _vtrefine_render
 
 DEMOS: dict[str, Callable[..., dict]] = {"tla": _tla_demo.demo}
 """``demo(out, seed=, workers=, config=) -> summary`` per paper (``taclab demo [PAPER...]``)."""
 
-RENDERERS: dict[str, Callable[..., list]] = {"peg": _tla_render.render_examples}
+RENDERERS: dict[str, Callable[..., list]] = {
+    "peg": _tla_render.render_examples,
+    "vtrefine": _vtrefine_render.render_scene,
+    **_vital_render.RENDERERS,
+}
 """``render(out, seed=, **kwargs) -> [png paths]`` per task name (``taclab render --task NAME``)."""
 
-__all__ = ["DEMOS", "RENDERERS", "tla"]
+__all__ = ["DEMOS", "RENDERERS", "tla", "vital", "vtrefine"]
