@@ -143,12 +143,14 @@ def main() -> None:
                 print(policy, assembly, sum(r["success"] for r in rows[policy, assembly]), "/", n, flush=True)
     eval_s = time.perf_counter() - t0
     speeds = {}
+    load_before = os.getloadavg()[0]
     for tactile in (True, False):
         speeds[1, tactile] = speed((args.speed_steps, tactile, 1))
         with ctx.Pool(2) as pool:
             parts = pool.map(speed, [(args.speed_steps, tactile, 1), (args.speed_steps, tactile, 2)])
         speeds[2, tactile] = sum(p["steps"] / p["seconds"] for p in parts)
         print("speed", tactile, speeds[1, tactile]["steps"] / speeds[1, tactile]["seconds"], flush=True)
+    load_after = os.getloadavg()[0]
 
     lines = [
         "# VT-Refine simulation: demonstrator, zero action, speed",
@@ -200,7 +202,8 @@ def main() -> None:
         f"One step is {round(1 / 10 / 0.002)} physics steps of 2 ms (10 Hz control) plus the observation: a "
         "ray-cast depth image (60 x 80), cropped and voxel-down-sampled to 256 points, and the four pads' taxels. "
         "The two-process figure is the sum of both processes' rates while they run at the same time. Measured on a "
-        "shared machine: other jobs running at the same time lower these numbers.",
+        f"shared machine: the 1-minute load average was {load_before:.1f} before and {load_after:.1f} after the "
+        "speed runs (this benchmark adds 1 or 2); other jobs running at the same time lower these numbers.",
         "",
     ]
     atomic_write_text(args.out, "\n".join(lines))
