@@ -64,48 +64,65 @@ def run_episodes(job: tuple[str, str, list[int], dict]) -> list[dict]:
     return out
 
 
-def speed(job: tuple[int, bool, int]) -> dict:
-    """Env steps with the demonstrator acting: ``steps`` steps over consecutive episodes; times of the whole step,
-    of the physics and of the depth camera."""
-    steps, tactile, seed = job
-    env = BimanualAssemblyEnv(tactile=tactile, max_steps=150)
-    demo = BimanualDemonstrator()
-    env.reset(seed=seed)  # compile the scene and calibrate the pads outside the timing
-    physics = camera = 0.0
-    sim_step = type(env._sim).step
-    visual = env._visual
+class _Timed:
+    """An env with the demonstrator, timing its steps (wall and CPU), its physics and its depth camera."""
 
-    def timed_step(*a, **k):
-        nonlocal physics
-        t = time.perf_counter()
-        r = sim_step(env._sim, *a, **k)
-        physics += time.perf_counter() - t
-        return r
+    def __init__(self, tactile: bool, seed: int):
+        self.env = BimanualAssemblyEnv(tactile=tactile, max_steps=150)
+        self.demo = BimanualDemonstrator()
+        self.env.reset(seed=seed)  # compile the scene and calibrate the pads outside the timing
+        self.seed, self.ep = seed, 0
+        self.stats = {"steps": 0, "seconds": 0.0, "cpu": 0.0, "physics": 0.0, "camera": 0.0}
+        visual = self.env._visual
 
-    def timed_visual():
-        nonlocal camera
-        t = time.perf_counter()
-        r = visual()
-        camera += time.perf_counter() - t
-        return r
-
-    env._visual = timed_visual
-    done, ep = 0, 0
-    total = 0.0
-    while done < steps:
-        obs, info = env.reset(seed=seed * 1000 + ep)
-        env._sim.step = timed_step
-        demo.reset(env.task_of(info), seed=seed * 1000 + ep)
-        ep += 1
-        while done < steps:
-            a = demo.select_action(obs, info)
+        def timed_visual():
             t = time.perf_counter()
+            r = visual()
+            self.stats["camera"] += time.perf_counter() - t
+            return r
+
+        self.env._visual = timed_visual
+
+    def episode(self, max_steps: int) -> int:
+        env, st = self.env, self.stats
+        obs, info = env.reset(seed=self.seed * 1000 + self.ep)
+        sim_step = type(env._sim).step
+        sim = env._sim
+
+        def timed_step(*a, **k):
+            t = time.perf_counter()
+            r = sim_step(sim, *a, **k)
+            st["physics"] += time.perf_counter() - t
+            return r
+
+        sim.step = timed_step
+        self.demo.reset(env.task_of(info), seed=self.seed * 1000 + self.ep)
+        self.ep += 1
+        n = 0
+        while n < max_steps:
+            a = self.demo.select_action(obs, info)
+            t, c = time.perf_counter(), time.process_time()
             obs, _, term, trunc, info = env.step(a)
-            total += time.perf_counter() - t
-            done += 1
+            st["seconds"] += time.perf_counter() - t
+            st["cpu"] += time.process_time() - c
+            n += 1
             if term or trunc:
                 break
-    return {"steps": done, "seconds": total, "physics": physics, "camera": camera}
+        del sim.step
+        st["steps"] += n
+        return n
+
+
+def speed(job: tuple[int, int]) -> dict:
+    """``steps`` env steps with the demonstrator acting, for each observation (with taxels, vision only),
+    alternating episodes between the two so that both see the same machine load."""
+    steps, seed = job
+    timed = {True: _Timed(True, seed), False: _Timed(False, seed)}
+    while min(t.stats["steps"] for t in timed.values()) < steps:
+        for t in timed.values():
+            if t.stats["steps"] < steps:
+                t.episode(steps - t.stats["steps"])
+    return {tactile: t.stats for tactile, t in timed.items()}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -144,12 +161,13 @@ def main() -> None:
     eval_s = time.perf_counter() - t0
     speeds = {}
     load_before = os.getloadavg()[0]
+    one = speed((args.speed_steps, 1))
+    with ctx.Pool(2) as pool:
+        pair = pool.map(speed, [(args.speed_steps, 1), (args.speed_steps, 2)])
     for tactile in (True, False):
-        speeds[1, tactile] = speed((args.speed_steps, tactile, 1))
-        with ctx.Pool(2) as pool:
-            parts = pool.map(speed, [(args.speed_steps, tactile, 1), (args.speed_steps, tactile, 2)])
-        speeds[2, tactile] = sum(p["steps"] / p["seconds"] for p in parts)
-        print("speed", tactile, speeds[1, tactile]["steps"] / speeds[1, tactile]["seconds"], flush=True)
+        speeds[1, tactile] = one[tactile]
+        speeds[2, tactile] = sum(p[tactile]["steps"] / p[tactile]["seconds"] for p in pair)
+        print("speed", tactile, one[tactile]["steps"] / one[tactile]["seconds"], speeds[2, tactile], flush=True)
     load_after = os.getloadavg()[0]
 
     lines = [
@@ -186,22 +204,24 @@ def main() -> None:
         "",
         "## Speed (env steps per second, the demonstrator acting)",
         "",
-        "| observation | 1 process | 2 processes (total) | physics share | depth-camera share |",
-        "|---|---|---|---|---|",
+        "| observation | 1 process | 2 processes (total) | per CPU-second of one process | physics share "
+        "| depth-camera share |",
+        "|---|---|---|---|---|---|",
     ]
     for tactile in (True, False):
         one = speeds[1, tactile]
         two = speeds[2, tactile]
         name = "point cloud + taxels" if tactile else "vision only"
         lines.append(
-            f"| {name} | {one['steps'] / one['seconds']:.0f} | {two:.0f} | "
+            f"| {name} | {one['steps'] / one['seconds']:.0f} | {two:.0f} | {one['steps'] / one['cpu']:.0f} | "
             f"{one['physics'] / one['seconds']:.0%} | {one['camera'] / one['seconds']:.0%} |"
         )
     lines += [
         "",
         f"One step is {round(1 / 10 / 0.002)} physics steps of 2 ms (10 Hz control) plus the observation: a "
         "ray-cast depth image (60 x 80), cropped and voxel-down-sampled to 256 points, and the four pads' taxels. "
-        "The two-process figure is the sum of both processes' rates while they run at the same time. Measured on a "
+        "The two-process figure is the sum of both processes' rates while they run at the same time; the CPU-second "
+        "figure divides the steps by the CPU time the process got (what one free core would give). Measured on a "
         f"shared machine: the 1-minute load average was {load_before:.1f} before and {load_after:.1f} after the "
         "speed runs (this benchmark adds 1 or 2); other jobs running at the same time lower these numbers.",
         "",
