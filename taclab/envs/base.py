@@ -29,6 +29,22 @@ class TaclabEnv(gym.Env):
     TASK_LISTS: ClassVar[dict[str, tuple[dict[str, Any], ...]]] = {}
     RESULT_FIELDS: ClassVar[tuple[str, ...]] = ()
 
+    def _configure(self, config: BaseModel | dict | None, render_mode: str | None, overrides: dict) -> BaseModel:
+        """Set ``self.config`` from a config model, a dict or keyword overrides (validated by ``Config``: unknown
+        keys are rejected) and ``self.render_mode`` (None or one of ``metadata["render_modes"]``); returns the
+        config."""
+        if config is None:
+            config = self.Config(**overrides)
+        elif isinstance(config, dict):
+            config = self.Config(**{**config, **overrides})
+        elif overrides:
+            config = self.Config(**{**config.model_dump(), **overrides})
+        allowed = (None, *self.metadata.get("render_modes", ()))
+        if render_mode not in allowed:
+            raise ValueError(f"render_mode must be one of {list(allowed)}, got {render_mode!r}")
+        self.config, self.render_mode = config, render_mode
+        return config
+
     def task_of(self, info: dict[str, Any]) -> dict[str, Any]:
         """The task of the current episode (the values of ``TASK_KEYS``), from the env's ``info``."""
         return {k: info[k] for k in self.TASK_KEYS if k in info}

@@ -195,16 +195,7 @@ class BimanualAssemblyEnv(TaclabEnv):
     RESULT_FIELDS = ("assembly", "clearance_mm", "insertion_mm", "dropped", "lifted")
 
     def __init__(self, config: BimanualAssemblyConfig | dict | None = None, render_mode: str | None = None, **kw):
-        if config is None:
-            config = BimanualAssemblyConfig(**kw)
-        elif isinstance(config, dict):
-            config = BimanualAssemblyConfig(**{**config, **kw})
-        elif kw:
-            config = BimanualAssemblyConfig(**{**config.model_dump(), **kw})
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.config = config
-        self.render_mode = render_mode
+        config = self._configure(config, render_mode, kw)
         n = config.visual_points + config.tactile_points()
         obs = {
             "point_cloud": spaces.Box(-np.inf, np.inf, (n, len(POINT_FEATURES)), np.float32),

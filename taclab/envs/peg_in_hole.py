@@ -99,18 +99,8 @@ class PegInHoleEnv(TaclabEnv):
         return task
 
     def __init__(self, config: PegInHoleConfig | dict | None = None, render_mode: str | None = None, **overrides):
-        if config is None:
-            config = PegInHoleConfig(**overrides)
-        elif isinstance(config, dict):
-            config = PegInHoleConfig(**{**config, **overrides})
-        elif overrides:
-            config = config.model_copy(update=overrides)
-            config = PegInHoleConfig(**config.model_dump())
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        config = self._configure(config, render_mode, overrides)
         check_shape(config.shape)
-        self.config = config
-        self.render_mode = render_mode
         h, w = config.image_size
         rows, cols = config.scene.taxels
         obs = {"tactile": spaces.Box(0, 255, (N_FRAMES, 2, h, w, 3), np.uint8)}

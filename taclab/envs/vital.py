@@ -147,16 +147,7 @@ class VitalEnv(TaclabEnv):
 
     def __init__(self, config: VitalConfig | dict | None = None, render_mode: str | None = None, **overrides):
         check_task(self.TASK)
-        if config is None:
-            config = VitalConfig(**overrides)
-        elif isinstance(config, dict):
-            config = VitalConfig(**{**config, **overrides})
-        elif overrides:
-            config = VitalConfig(**{**config.model_dump(), **overrides})
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.config = cfg = config
-        self.render_mode = render_mode
+        cfg = config = self._configure(config, render_mode, overrides)
         self._check_target(cfg.target)
         h, w = cfg.image_size
         obs = {
