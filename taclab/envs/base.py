@@ -75,6 +75,21 @@ def env_class(env_id: str) -> type[TaclabEnv]:
     return cls
 
 
+def check_overrides(env_id: str, overrides: dict[str, Any], prefix: str = "env") -> dict[str, Any]:
+    """``overrides`` if they are a valid config of ``env_id``; else ``ValueError`` naming the bad key (as
+    ``<prefix>.<key>``) and the allowed keys."""
+    from pydantic import ValidationError
+
+    from taclab.utils import validation_message
+
+    model = env_class(env_id).Config
+    try:
+        model(**overrides)
+    except ValidationError as e:
+        raise ValueError(validation_message(e, prefix, {"": sorted(model.model_fields)})) from None
+    return overrides
+
+
 def make(env_id: str, **config) -> gym.Env:
     """``gym.make(env_id, **config)`` with a clear error for an unknown id; the env without wrappers' checks
     is returned as Gymnasium builds it (order enforcing and the passive checker included)."""

@@ -54,21 +54,12 @@ class TLADatasetConfig(SplitConfig):
     @field_validator("env")
     @classmethod
     def _env(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from pydantic import ValidationError
-
-        from taclab.envs.base import env_class
-        from taclab.utils import validation_message
+        from taclab.envs.base import check_overrides
 
         for key, instead in TASK_SET_BY_SPLIT.items():
             if key in v:
                 raise ValueError(f"env.{key} is set per shard by the split's {instead!r}: set {instead} instead")
-        model = env_class(ENV_ID).Config
-        try:
-            model(**v)
-        except ValidationError as e:
-            fields = sorted(model.model_fields)
-            raise ValueError(validation_message(e, "env", {"": fields})) from None
-        return v
+        return check_overrides(ENV_ID, v)
 
 
 def features(cfg: TLADatasetConfig) -> list[Feature]:

@@ -41,16 +41,10 @@ class VitalDemoConfig(SplitConfig):
     @field_validator("env")
     @classmethod
     def _env(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from pydantic import ValidationError
+        from taclab.envs.base import check_overrides
+        from taclab.envs.vital import ENV_IDS
 
-        from taclab.envs.vital import VitalConfig
-        from taclab.utils import validation_message
-
-        try:
-            VitalConfig(**v)
-        except ValidationError as e:
-            raise ValueError(validation_message(e, "env", {"": sorted(VitalConfig.model_fields)})) from None
-        return v
+        return check_overrides(ENV_IDS["usb"], v)  # every VITAL env takes the same VitalConfig
 
     @field_validator("demo")
     @classmethod

@@ -48,20 +48,12 @@ class VTRefineDemoConfig(SplitConfig):
     @field_validator("env")
     @classmethod
     def _env(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from pydantic import ValidationError
-
-        from taclab.envs.base import env_class
-        from taclab.utils import validation_message
+        from taclab.envs.base import check_overrides
 
         for key in TASK_KEYS:
             if key in v:
                 raise ValueError(f"env.{key} is set by the split's {key!r}: set {key} instead")
-        model = env_class(ENV_ID).Config
-        try:
-            model(**v)
-        except ValidationError as e:
-            raise ValueError(validation_message(e, "env", {"": sorted(model.model_fields)})) from None
-        return v
+        return check_overrides(ENV_ID, v)
 
     @field_validator("demo")
     @classmethod
