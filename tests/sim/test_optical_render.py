@@ -50,8 +50,8 @@ def test_noise_is_seeded(renderer):
 
 
 def test_bad_profile_and_grid():
-    with pytest.raises(ValueError, match=r"unknown optical profile 'digit'.*gelstereo"):
-        get_profile("digit")
+    with pytest.raises(ValueError, match=r"unknown optical profile 'biotac'.*gelstereo"):
+        get_profile("biotac")
     r = OpticalRenderer("gelstereo", grid=GRID, pitch=PITCH)
     with pytest.raises(ValueError, match=r"\(16, 16\).*\(32, 32\)"):
         r.render(TactileField.zeros((), (16, 16), PITCH))

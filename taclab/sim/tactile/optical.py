@@ -136,6 +136,43 @@ PROFILES: dict[str, OpticalProfile] = {
         markers=False,
         noise_std=1.5,
     ),
+    # DIGIT-like: a small, stiffer gel seen at lower resolution, three LEDs on one side (light from the bottom and
+    # the two lower corners), a warm uneven background, no markers, more sensor noise.
+    "digit": OpticalProfile(
+        name="digit",
+        image_size=(40, 32),
+        smoothing_mm=0.7,
+        depth_gain=2.5,
+        lights=(
+            Light(azimuth_deg=250.0, elevation_deg=25.0, color=(1.0, 0.2, 0.1)),
+            Light(azimuth_deg=270.0, elevation_deg=25.0, color=(0.15, 0.9, 0.2)),
+            Light(azimuth_deg=290.0, elevation_deg=25.0, color=(0.1, 0.2, 1.0)),
+        ),
+        ambient=0.45,
+        markers=False,
+        noise_std=3.0,
+    ),
+    # GelSight-Mini-like: a soft gel with a dense marker grid, white-balanced lights from four sides at a low
+    # angle, a flat grey background, fine resolution and little noise.
+    "gelsight_mini": OpticalProfile(
+        name="gelsight_mini",
+        image_size=(72, 72),
+        smoothing_mm=0.3,
+        depth_gain=3.5,
+        lights=(
+            Light(azimuth_deg=0.0, elevation_deg=20.0, color=(0.9, 0.5, 0.5)),
+            Light(azimuth_deg=90.0, elevation_deg=20.0, color=(0.5, 0.9, 0.5)),
+            Light(azimuth_deg=180.0, elevation_deg=20.0, color=(0.5, 0.5, 0.9)),
+            Light(azimuth_deg=270.0, elevation_deg=20.0, color=(0.7, 0.7, 0.7)),
+        ),
+        ambient=0.3,
+        markers=True,
+        marker_pitch_mm=1.2,
+        marker_radius_mm=0.25,
+        marker_darkness=0.85,
+        noise_std=1.0,
+        background="flat",
+    ),
 }
 
 
