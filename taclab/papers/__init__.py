@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from taclab.papers import tla, vital, vtrefine
+from taclab.papers import tla, touchr1, vital, vtrefine
 from taclab.papers.tla import demo as _tla_demo
 from taclab.papers.tla import render as _tla_render
 from taclab.papers.vital import render as _vital_render
@@ -23,4 +23,4 @@ RENDERERS: dict[str, Callable[..., list]] = {
 }
 """``render(out, seed=, **kwargs) -> [png paths]`` per task name (``taclab render --task NAME``)."""
 
-__all__ = ["DEMOS", "RENDERERS", "tla", "vital", "vtrefine"]
+__all__ = ["DEMOS", "RENDERERS", "tla", "touchr1", "vital", "vtrefine"]

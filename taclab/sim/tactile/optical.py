@@ -142,7 +142,7 @@ PROFILES: dict[str, OpticalProfile] = {
         name="digit",
         image_size=(40, 32),
         smoothing_mm=0.7,
-        depth_gain=2.5,
+        depth_gain=5.0,
         lights=(
             Light(azimuth_deg=250.0, elevation_deg=25.0, color=(1.0, 0.2, 0.1)),
             Light(azimuth_deg=270.0, elevation_deg=25.0, color=(0.15, 0.9, 0.2)),
@@ -158,7 +158,7 @@ PROFILES: dict[str, OpticalProfile] = {
         name="gelsight_mini",
         image_size=(72, 72),
         smoothing_mm=0.3,
-        depth_gain=3.5,
+        depth_gain=5.0,
         lights=(
             Light(azimuth_deg=0.0, elevation_deg=20.0, color=(0.9, 0.5, 0.5)),
             Light(azimuth_deg=90.0, elevation_deg=20.0, color=(0.5, 0.9, 0.5)),
