@@ -262,7 +262,7 @@ def validate(policy, val: dict[str, np.ndarray], spec: DataSpec, seed: int, max_
         for i in range(0, n, 256):
             sl = slice(i, min(n, i + 256))
             batch = policy_batch(v, spec, sl)
-            y = torch.as_tensor(v[spec.action][sl], dtype=torch.float32, device=policy.device)
+            y = torch.as_tensor(v[spec.target_column][sl], dtype=torch.float32, device=policy.device)
             losses.append(float(policy.loss(policy.prepare(batch), y, g)) * (sl.stop - sl.start))
             pred = policy.predict(batch, seed=seed)
             actions.append(pred.actions)
@@ -336,6 +336,8 @@ class _Run:
     def load(self) -> None:
         tc = self.tc
         columns = load_columns(self.data, tc.split, self.spec.columns(), tc.limit, self.progress and self.main)
+        if self.spec.derive is not None:
+            columns.update(self.spec.derive(columns))
         n = len(columns[self.spec.action])
         perm = np.random.default_rng(_seed_of(tc.seed, 1)).permutation(n)
         self.n_val = int(round(n * tc.val_fraction))
@@ -352,7 +354,7 @@ class _Run:
         tc, acc = self.tc, self.accelerator
         io = policy_io(self.policy_cls, self.spec, self.train_cols)
         self.policy = make_policy(self.run.policy, config=self.run.model, io=io)
-        self.policy.fit_stats(policy_batch(self.train_cols, self.spec), self.train_cols[self.spec.action])
+        self.policy.fit_stats(policy_batch(self.train_cols, self.spec), self.train_cols[self.spec.target_column])
         self.policy.to(acc.device)
         self.steps_per_epoch = max(1, self.n_train // tc.batch_size)
         self.total = self.steps_per_epoch * tc.epochs
@@ -430,7 +432,7 @@ class _Run:
         torch.manual_seed(s)
         gen = torch.Generator().manual_seed(s)
         inputs = self.policy.prepare(policy_batch(self.train_cols, self.spec, idx))
-        y = torch.as_tensor(self.train_cols[self.spec.action][idx], dtype=torch.float32, device=acc.device)
+        y = torch.as_tensor(self.train_cols[self.spec.target_column][idx], dtype=torch.float32, device=acc.device)
         with acc.autocast():
             loss = self.policy.loss(inputs, y, gen)
         if not torch.isfinite(loss):

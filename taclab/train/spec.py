@@ -36,12 +36,23 @@ class DataSpec:
     """validation metrics; None: the mean absolute error per action dimension"""
     curve_metrics: tuple[str, ...] = ()
     """metrics (percentages) drawn in learning_curve.png"""
+    target: str | None = None
+    """the column the loss regresses when it is not ``action`` itself (e.g. a chunk of future actions made by
+    ``derive``); ``action`` stays what the metrics compare predictions with"""
+    derive: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    """columns computed from the loaded ones, added before the train/validation split (e.g. each row's chunk of
+    the next actions of its episode); derived columns are not read from the dataset"""
     env_id: str | None = None
     """the environment whose task the dataset records, for closed-loop evaluation"""
     extra: dict = field(default_factory=dict)
 
     def columns(self) -> list[str]:
         return list(dict.fromkeys([*self.observations, self.action, *self.task_keys, *self.metric_columns]))
+
+    @property
+    def target_column(self) -> str:
+        """The column the loss regresses."""
+        return self.target or self.action
 
     def score(self, columns: dict[str, np.ndarray], actions: np.ndarray) -> dict:
         if self.metrics is not None:
