@@ -1,6 +1,8 @@
 """VITAL (visuotactile local policies): the scripted demonstrator of the simulated tasks, its demonstration
-dataset and the figures of a task.
+dataset, its learning spec and the figures of a task.
 
-Importing this package registers the demonstrator policy ``vital_demo`` and the dataset generator ``vital``."""
+Importing this package registers the demonstrator policy ``vital_demo``, the dataset generator ``vital`` with its
+learning spec, and the residual RL policy ``vital_residual`` (:mod:`taclab.rl.residual`)."""
 
 from taclab.papers.vital import dataset, demonstrator, learning  # noqa: F401 - registrations
+from taclab.rl import residual  # noqa: F401 - registers vital_residual
