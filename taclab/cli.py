@@ -12,7 +12,6 @@ from pathlib import Path
 import typer
 
 from taclab.commandline import clear_errors as _clear_errors
-from taclab.commandline import fail
 from taclab.commandline import sets as _sets
 
 app = typer.Typer(
@@ -323,19 +322,57 @@ def _mount_paper_commands() -> None:
 _mount_paper_commands()
 
 
-def main() -> None:
-    """The console entry point: usage errors, too, end with one ``error: ...`` line and exit code 2."""
-    import click
-
+def _usage_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(usage errors, aborts) of the click that parses the command line: typer >= 0.22 carries its own copy of
+    click (``typer._click``, errors derived from ``typer.TyperException``); older typer uses ``click``."""
+    usage: list[type[BaseException]] = []
+    aborts: list[type[BaseException]] = [typer.Abort]
     try:
-        code = app(standalone_mode=False)
-    except click.exceptions.Abort:
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
-    except click.exceptions.ClickException as e:
-        fail(" ".join(e.format_message().split()))
+        import click
+
+        usage.append(click.exceptions.ClickException)
+        aborts.append(click.exceptions.Abort)
+    except ImportError:  # pragma: no cover - typer without click
+        pass
+    if hasattr(typer, "TyperException"):
+        usage.append(typer.TyperException)
+    return tuple(usage), tuple(aborts)
+
+
+def _given_value(e: BaseException):
+    """The value a parameter check refused, where the check kept it (typer validates options with pydantic)."""
+    cause = e.__cause__
+    errors = getattr(cause, "errors", None)
+    if callable(errors):
+        try:
+            found = errors()
+        except Exception:  # noqa: BLE001 - a message without the value is still a message
+            return None
+        if found and "input" in found[0]:
+            return found[0]["input"]
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: usage errors, too, end with one ``error: ...`` line and exit code 2."""
+    usage, aborts = _usage_exceptions()
+    try:
+        code = app(args=argv, standalone_mode=False)
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    except aborts:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except usage as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare group (``taclab``, ``taclab eval``): its help
+            typer.echo(e.format_message())
+            sys.exit(0)
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        given = _given_value(e)
+        if given is not None and repr(given) not in message and str(given) not in message:
+            message = f"{message.rstrip('.')}, got {given!r}"
+        typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 
 

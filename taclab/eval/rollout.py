@@ -140,8 +140,11 @@ def success_stats(results: list[EpisodeResult]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- process backend
-def _die_with_parent() -> None:
-    """Ask the kernel to end this worker when its parent dies (Linux), and watch the parent elsewhere."""
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to end this worker when its parent dies (Linux), and watch the parent elsewhere.
+
+    ``parent`` is the parent's pid as the parent saw it: a parent that died before this call (while the worker
+    was starting) has already handed the worker to another process, and the worker exits at once."""
     import signal
     import threading
 
@@ -151,7 +154,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
-    parent = os.getppid()
+    if os.getppid() != parent:
+        os._exit(1)
 
     def watch():  # pragma: no cover - runs in the worker until it exits
         while True:
@@ -162,11 +166,11 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    _die_with_parent(parent)  # first: the imports below take seconds
     import torch
 
     torch.set_num_threads(1)  # one worker process per core
-    _die_with_parent()
 
 
 def _episodes_worker(job: tuple) -> list[dict]:
@@ -338,7 +342,7 @@ def evaluate(
                     out[t].extend(EpisodeResult.from_dict(r, cls.RESULT_FIELDS) for r in res)
                     bar.advance(task_id, len(res))
             else:
-                with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+                with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
                     for (t, _), res in zip(jobs, pool.imap(_episodes_worker, [j for _, j in jobs]), strict=True):
                         out[t].extend(EpisodeResult.from_dict(r, cls.RESULT_FIELDS) for r in res)
                         bar.advance(task_id, len(res))

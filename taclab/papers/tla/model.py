@@ -150,7 +150,12 @@ class TLAModel:
 
         self.cfg = cfg
         self.codec = ActionCodec(resolution=cfg.resolution)
+        from taclab.policies.pretrained import require_pretrained
+
         files = files or weights
+        hint = "build the tiny offline model with `taclab tla init-tiny PATH` or give a Qwen2-VL folder or hub id"
+        for name in {weights, files}:
+            require_pretrained(name, "base model", hint)
         self.tokenizer = AutoTokenizer.from_pretrained(files)
         self.image_processor = _load_image_processor(files, cfg.image_size)
         base = Qwen2VLForConditionalGeneration.from_pretrained(weights, dtype=_dtype(cfg.dtype))
