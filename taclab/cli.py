@@ -317,6 +317,9 @@ def _mount_paper_commands() -> None:
     from taclab.papers.tla.cli import tla_app  # light: transformers loads when a command runs
 
     app.add_typer(tla_app, name="tla")
+    from taclab.papers.touchr1.cli import mount as mount_touchr1
+
+    mount_touchr1(app, eval_app)
 
 
 _mount_paper_commands()
