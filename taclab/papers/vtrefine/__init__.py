@@ -2,6 +2,6 @@
 figures of the scene, the point cloud and the taxel images.
 
 Importing this package registers the demonstrator policy ``vtrefine_demo`` and the dataset generator
-``vtrefine``."""
+``vtrefine`` with its learning spec."""
 
-from taclab.papers.vtrefine import dataset, demonstrator  # noqa: F401 - registrations
+from taclab.papers.vtrefine import dataset, demonstrator, learning  # noqa: F401 - registrations
