@@ -21,7 +21,7 @@ TOKENIZER_VOCAB = 700
 DEFAULT_IMAGE_SIZE = 168
 
 
-def corpus(n_objects: int = 200, seed: int = 0) -> list[str]:
+def corpus(n_objects: int = 100, seed: int = 0) -> list[str]:
     """Training text for the tokenizer: prompts and reference traces of questions over random objects."""
     rng = np.random.default_rng(seed)
     levels = rng.integers(1, 6, size=(n_objects, len(PROPERTIES)))
@@ -34,7 +34,7 @@ def corpus(n_objects: int = 200, seed: int = 0) -> list[str]:
         "conflict_property": props,
         "sensors": np.array([",".join(SENSORS)] * n_objects),
     }
-    qs = make_questions(table, QuestionConfig(level=300, compare=150, rank=100, cross_sensor=40, conflict=80))
+    qs = make_questions(table, QuestionConfig(level=120, compare=60, rank=40, cross_sensor=12, conflict=30))
     texts = []
     for q in qs:
         texts += [q.prompt, q.trace, f"{tla_tiny.IM_START}assistant\n{q.trace}{tla_tiny.IM_END}\n"]

@@ -1,0 +1,197 @@
+"""Touch-R1 model and training stages with tiny budgets, offline; overfit gates of every learned model."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from taclab.data.generate import generate
+    from taclab.papers.touchr1.dataset import TouchR1DatasetConfig
+
+    out = tmp_path_factory.mktemp("touchr1") / "data"
+    cfgs = [
+        TouchR1DatasetConfig(split="train", groups=3, objects_per_group=3, seed=0),
+        TouchR1DatasetConfig(split="test", groups=2, objects_per_group=2, seed=1),
+    ]
+    return generate(cfgs, out, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import torch
+
+    from taclab.papers.touchr1.tiny import init_tiny
+
+    torch.set_num_threads(1)
+    return init_tiny(tmp_path_factory.mktemp("tiny") / "model")
+
+
+SMALL_Q = {"level": 6, "compare": 2, "rank": 2, "cross_sensor": 1, "conflict": 2}
+
+
+def test_tiny_tokenizer_round_trips_answers(tiny):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny))
+    s = "<perceive>A (digit): wide, shallow imprint.</perceive><compare>A is soft.</compare><conclude>A=2</conclude>"
+    ids = tok(s)["input_ids"]
+    assert tok.decode(ids) == s and len(ids) < 40
+
+
+def test_vlm_overfit_gate(data, tiny):
+    """The VLM memorizes 8 questions whose answer only the composite image tells (same prompt; hardness 1 or 5,
+    shown by the object's look and its touch); with the images shuffled the loss is several times higher."""
+    import torch
+
+    from taclab.papers.touchr1.dataset import TouchR1DatasetConfig, simulate_object
+    from taclab.papers.touchr1.inputs import QuestionImages
+    from taclab.papers.touchr1.model import TouchR1Model
+    from taclab.papers.touchr1.objects import TouchObject
+    from taclab.papers.touchr1.questions import Question
+
+    torch.manual_seed(0)
+    cfg = TouchR1DatasetConfig(sensors=("gelstereo",))
+    rng = np.random.default_rng(0)
+    hard = [1, 1, 1, 1, 5, 5, 5, 5]
+    rows = []
+    for k, h in enumerate(hard):
+        obj = TouchObject(f"g-o{k}", "g", (h, 1 + k % 3, 1 + k % 2, 3), 0.015, k, (0.0, 0.0))
+        rows.append(simulate_object(obj, obj.levels, cfg, rng))
+    arrays = {"tactile": np.stack([r["tactile"] for r in rows]), "sensors": np.array(["gelstereo"] * 8),
+              "object_image": np.stack([r["object_image"] for r in rows])}  # fmt: skip
+    qi = QuestionImages(arrays, 84)
+    ims = [qi.image(Question("q", "level", "hardness", (k,), (0,), (h,), "", "", "")) for k, h in enumerate(hard)]
+    prompts = ["Touch A: gelstereo. Rate the hardness of A."] * 8
+    answers = [f"<conclude>A={h}</conclude>" for h in hard]
+    m = TouchR1Model({"model": str(tiny), "image_size": 84})
+    opt = torch.optim.AdamW(m.model.parameters(), lr=1e-3)
+    for _ in range(100):
+        loss = m.loss(ims, prompts, answers)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.model.eval()
+    with torch.no_grad():
+        real = float(m.loss(ims, prompts, answers))
+        shuffled = float(m.loss([ims[j] for j in np.roll(np.arange(8), 4)], prompts, answers))
+    assert real < 0.25 and shuffled > 3 * real, (real, shuffled)
+
+
+def test_stages_end_to_end(data, tiny, tmp_path):
+    """Stage 1 -> stage 2 -> stage 3 with tiny budgets, then the benchmark on the result; reruns are skipped."""
+    from taclab.papers.touchr1.evaluate import ModelAnswerer, evaluate
+    from taclab.papers.touchr1.grpo import run_grpo
+    from taclab.papers.touchr1.model import TouchR1Model
+    from taclab.papers.touchr1.pretrain import run_pretrain
+    from taclab.papers.touchr1.questions import QuestionConfig
+    from taclab.papers.touchr1.sft import run_sft
+
+    m = TouchR1Model({"model": str(tiny), "image_size": 84})
+    s1 = run_pretrain(m, data, tmp_path / "s1", {"epochs": 1, "max_pairs": 32, "batch_size": 16}, progress=False)
+    assert set(s1["test"]) == {"model_mse", "mean_mse", "copy_mse"} and s1["steps"] == 2
+    m = TouchR1Model.load(tmp_path / "s1" / "model")
+    s2 = run_sft(m, data, tmp_path / "s2", {"epochs": 1, "batch_size": 8, "questions": SMALL_Q}, progress=False)
+    assert s2["steps"] == 2 and (tmp_path / "s2" / "loss.png").is_file()
+    m = TouchR1Model.load(tmp_path / "s2" / "model")
+    cfg = {"steps": 2, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 16, "questions": SMALL_Q}
+    s3 = run_grpo(m, data, tmp_path / "s3", cfg, progress=False)
+    assert s3["steps"] == 2 and (tmp_path / "s3" / "rewards.png").is_file()
+    log = json.loads((tmp_path / "s3" / "log.json").read_text())
+    assert any("rewards/counterfactual/mean" in h for h in log)
+    assert run_sft(m, data, tmp_path / "s2", {"epochs": 5}) == s2  # finished: not run again
+    m = TouchR1Model.load(tmp_path / "s3" / "model")
+    q = QuestionConfig(level=3, compare=1, rank=0, cross_sensor=1, conflict=1)
+    r = evaluate(ModelAnswerer(m), data, "test", q, counterfactuals=("removed",), image_size=84, out=tmp_path / "ev")
+    assert r["questions"] >= 3 + 1 + 4 and set(r["tactile_reliance"]) == {"removed", "mean"}
+    assert (tmp_path / "ev" / "reason_test.json").is_file()
+
+
+def test_grpo_zero_weight_turns_a_reward_off(data, tiny, tmp_path):
+    from taclab.papers.touchr1.grpo import run_grpo
+    from taclab.papers.touchr1.model import TouchR1Model
+
+    m = TouchR1Model({"model": str(tiny), "image_size": 84})
+    cfg = {"steps": 1, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 8,
+           "questions": SMALL_Q, "rewards": {"counterfactual": 0.0, "consistency": 0.0}}  # fmt: skip
+    run_grpo(m, data, tmp_path / "g", cfg, progress=False)
+    log = json.loads((tmp_path / "g" / "log.json").read_text())
+    assert not any("rewards/counterfactual/mean" in h for h in log)
+    assert any("rewards/ordinal/mean" in h for h in log)
+
+
+def test_next_field_predictor_overfit_gate(data, tiny):
+    import torch
+
+    from taclab.papers.touchr1.model import TouchR1Model
+    from taclab.papers.touchr1.pretrain import NextFieldPredictor, make_pairs
+
+    torch.manual_seed(0)
+    p = make_pairs(data, "train", max_pairs=16)
+    net = NextFieldPredictor(TouchR1Model({"model": str(tiny)}))
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3)
+    y = torch.tensor(p["y"])
+    for _ in range(50):
+        loss = torch.nn.functional.mse_loss(net(p["x"]), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        real = float(torch.nn.functional.mse_loss(net(p["x"]), y))
+        shuffled = float(torch.nn.functional.mse_loss(net(p["x"][np.roll(np.arange(16), 5)]), y))
+    assert real < 0.3 * shuffled
+
+
+@pytest.mark.parametrize("kind", ["tactile", "vision"])
+def test_cnn_overfit_gate(data, kind):
+    import torch
+
+    from taclab.papers.touchr1.baselines import CNNConfig, tactile_input, train_classifier, vision_input
+    from taclab.papers.touchr1.inputs import QuestionImages, load_split
+
+    a = load_split(data, "train")
+    if kind == "tactile":
+        qi = QuestionImages(a)
+        x = tactile_input(np.stack([qi.frames(o, 0) for o in range(len(a["levels"]))]))
+    else:
+        x = vision_input(a["object_image"])
+    y = a["levels"]
+    net, _ = train_classifier(x, y, CNNConfig(epochs=60, batch_size=12, lr=3e-3, width=8))
+    with torch.no_grad():
+
+        def loss(inp):
+            logits = net(torch.tensor(inp)).reshape(-1, 5)
+            return float(torch.nn.functional.cross_entropy(logits, torch.tensor(y - 1, dtype=torch.long).reshape(-1)))
+
+        real, shuffled = loss(x), loss(x[np.roll(np.arange(len(x)), 5)])
+    assert real < 0.3 and shuffled > 3 * real
+
+
+def test_reference_rows(data):
+    from taclab.papers.touchr1.baselines import LevelAnswerer
+    from taclab.papers.touchr1.evaluate import evaluate
+    from taclab.papers.touchr1.questions import QuestionConfig
+
+    q = QuestionConfig(level=10, compare=3, rank=1, cross_sensor=2, conflict=2)
+    oracle = evaluate(LevelAnswerer("oracle"), data, "test", q)
+    assert oracle["overall"]["exact_match"] == 100.0 and oracle["overall"]["omae"] == 0.0
+    assert oracle["tactile_reliance"]["mean"] == 0.0  # the oracle reads no touch
+    chance = evaluate(LevelAnswerer("chance"), data, "test", q, counterfactuals=())
+    assert chance["overall"]["omae"] > 0.5
+    with pytest.raises(ValueError, match="unknown reference row 'gpt'"):
+        LevelAnswerer("gpt")
+
+
+def test_eval_reason_cli(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from taclab.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "reason", "--model", "oracle", "--data", str(data), "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "EM 100.0 %" in r.output and (tmp_path / "reason_test.json").is_file()
