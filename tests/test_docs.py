@@ -9,6 +9,7 @@ from taclab.envs.peg_in_hole import PegInHoleConfig
 from taclab.papers.tla.model import TLAConfig
 from taclab.policies.bc import BCConfig
 from taclab.policies.dp import DPConfig
+from taclab.policies.tactile_input import TactileInputConfig
 from taclab.sim.config import SceneConfig
 from taclab.sim.tactile.optical import OpticalProfile
 from taclab.train.config import TrainConfig
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
         (TrainConfig, "docs/training.md"),
         (BCConfig, "docs/training.md"),
         (DPConfig, "docs/training.md"),
+        (TactileInputConfig, "docs/training.md"),
         (TLAConfig, "docs/tla.md"),
     ],
 )

@@ -61,6 +61,26 @@ class PegInHoleConfig(BaseModel):
         return v
 
 
+def tactile_renderer(config: PegInHoleConfig | dict | None = None) -> OpticalRenderer:
+    """The optical renderer of the pads of a ``taclab/PegInHole-v0`` env with ``config`` (its config model or
+    keys): the sensor profile with its overrides, at the config's image size, over the scene's taxel grid."""
+    if not isinstance(config, PegInHoleConfig):
+        config = PegInHoleConfig(**(config or {}))
+    rows, cols = config.scene.taxels
+    base = get_profile(config.sensor).model_dump()
+    profile = OpticalProfile(**{**base, **config.sensor_overrides, "image_size": tuple(config.image_size)})
+    return OpticalRenderer(
+        profile, grid=(rows, cols), pitch=(config.scene.pad_height / rows, config.scene.pad_width / cols)
+    )
+
+
+def reference_image(config: PegInHoleConfig | dict | None = None) -> np.ndarray:
+    """The no-contact image of a pad of an env with ``config``: the untouched gel with its markers at rest and no
+    pixel noise, (H, W, 3) uint8. Both pads share the sensor model, so it is the reference of either pad (what
+    GelSight users subtract from every frame)."""
+    return tactile_renderer(config).reference_image()
+
+
 def check_shape(shape: str) -> str:
     if not isinstance(shape, str) or not (shape in NAMED_SHAPES or shape == "custom" or shape.startswith("polygon:")):
         raise ValueError(f"unknown peg shape {shape!r}; allowed: {', '.join(NAMED_SHAPES)}, 'polygon:<n>' or 'custom'")
@@ -111,11 +131,7 @@ class PegInHoleEnv(TaclabEnv):
         self.observation_space = spaces.Dict(obs)
         lim = np.array([config.max_translation_mm, config.max_translation_mm, config.max_rotation_deg], np.float32)
         self.action_space = spaces.Box(-lim, lim, dtype=np.float32)
-        base = get_profile(config.sensor).model_dump()
-        profile = OpticalProfile(**{**base, **config.sensor_overrides, "image_size": tuple(config.image_size)})
-        self._renderer = OpticalRenderer(
-            profile, grid=(rows, cols), pitch=(config.scene.pad_height / rows, config.scene.pad_width / cols)
-        )
+        self._renderer = tactile_renderer(config)
         self._sims: dict[tuple[str, float], PegInHoleSim] = {}
         self._sim: PegInHoleSim | None = None
         self._hand = np.zeros(3)  # x (m), y (m), yaw (rad) of the hand for the last attempt
@@ -128,6 +144,10 @@ class PegInHoleEnv(TaclabEnv):
         self._done = True
         self._mj_renderer = None
         self.render_seconds = 0.0  # time spent rendering tactile images, for benchmarks
+
+    def reference_image(self) -> np.ndarray:
+        """The no-contact image of this env's pads, (H, W, 3) uint8 (see :func:`reference_image`)."""
+        return self._renderer.reference_image()
 
     def touch_seconds(self) -> float:
         """Seconds this env has spent on touch: sensor evaluation, fields and tactile images."""

@@ -8,6 +8,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from taclab.policies.tactile_input import REFERENCE_CHANNEL, TactileInputConfig
+
 ENCODER_PRESETS: dict[str, dict] = {
     # widths and depths of the four ResNet stages
     "small": {"embedding_size": 16, "hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1], "layer_type": "basic"},
@@ -45,7 +47,7 @@ class TactileEncoder(nn.Module):
     """ResNet trunk, then global average pooling (``avg``) or spatial-softmax keypoints (``spatial_softmax``,
     which keep where each feature is: which tile, which pad), then a linear projection to ``feature_dim``."""
 
-    def __init__(self, preset: str = "small", feature_dim: int = 256, pooling: str = "avg"):
+    def __init__(self, preset: str = "small", feature_dim: int = 256, pooling: str = "avg", channels: int = 3):
         super().__init__()
         from transformers import ResNetConfig, ResNetModel
 
@@ -53,7 +55,7 @@ class TactileEncoder(nn.Module):
             raise ValueError(f"unknown encoder {preset!r}; allowed: {sorted(ENCODER_PRESETS)}")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; allowed: {list(POOLINGS)}")
-        cfg = ResNetConfig(num_channels=3, **ENCODER_PRESETS[preset])
+        cfg = ResNetConfig(num_channels=channels, **ENCODER_PRESETS[preset])
         self.trunk = ResNetModel(cfg)
         self.pooling = pooling
         width = cfg.hidden_sizes[-1]
@@ -74,10 +76,21 @@ class EncoderConfig(BaseModel):
 
     encoder: Literal["small", "resnet18", "resnet50"] = Field("small", description="ResNet preset of the encoder")
     image_size: int | None = Field(None, ge=16, le=1024, description="composite size in px; None keeps 3 x tile")
+    layout: Literal["composite", "stacked"] = Field(
+        "composite",
+        description="how the 4 frames x 2 pads reach the encoder: the paper's 3x3 composite image (3 channels), or "
+        "stacked as the channels of one tile-sized image (24 channels: every pixel sees both pads at every frame)",
+    )
     pooling: Literal["avg", "spatial_softmax"] = Field(
         "avg", description="how the ResNet's feature map becomes a vector: average or keypoints"
     )
     feature_dim: int = Field(256, ge=8, description="width of the encoder's projected feature")
+    tactile: TactileInputConfig = Field(
+        default_factory=lambda: REFERENCE_CHANNEL,
+        description="tactile input representation (docs/training.md); by default the difference from the sensor's "
+        "no-contact image, standardized per channel (measured best for BC and DP, docs/tla_recipe.md)",
+    )
 
     def build_encoder(self) -> TactileEncoder:
-        return TactileEncoder(self.encoder, self.feature_dim, self.pooling)
+        channels = 3 if self.layout == "composite" else 24
+        return TactileEncoder(self.encoder, self.feature_dim, self.pooling, channels)

@@ -31,8 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taclab.policies.base import Policy, read_meta
 from taclab.policies.preprocess import composite_tensor
+from taclab.policies.tactile_input import TACTILE_STAT_KEYS, TactileInputConfig, fit_tactile_stats, images
 
-STAT_KEYS = ("image_mean", "image_std", "action_mean", "action_std", "action_min", "action_max")
+ACTION_STAT_KEYS = ("action_mean", "action_std", "action_min", "action_max")
+STAT_KEYS = (*TACTILE_STAT_KEYS, *ACTION_STAT_KEYS)
+LEGACY_IMAGE_KEYS = ("image_mean", "image_std")
+"""The image statistics of checkpoints written before the tactile input representation (per-channel mean and
+std of the raw composite): such a checkpoint keeps that preprocessing when loaded."""
 
 
 class InputSpec(BaseModel):
@@ -179,20 +184,17 @@ class LearnedPolicy(Policy):
         return n
 
     def fit_stats(self, batch: dict[str, np.ndarray], actions: np.ndarray, max_images: int = 512) -> None:
-        """Normalization statistics from training data: per-channel image mean/std of the composite input,
-        per-dimension action mean/std/min/max."""
+        """Normalization statistics from training data: those of the tactile input representation (``tactile``,
+        see :mod:`taclab.policies.tactile_input`) and per-dimension action mean/std/min/max."""
         io = self._need_io()
         n = self.check_batch(batch)
         t = np.asarray(batch[io.image_sequence_key()])
         a = np.asarray(actions, dtype=np.float64)
         if a.shape != (n, io.action_dim):
             raise ValueError(f"actions must be (N, {io.action_dim}) for N={n} samples, got {a.shape}")
-        idx = np.linspace(0, n - 1, min(n, max_images)).astype(int)
-        img = composite_tensor(t[idx], self.image_size)
         std = a.std(0)
         stats = {
-            "image_mean": img.mean((0, 2, 3)),
-            "image_std": img.std((0, 2, 3)).clamp_min(1e-3),
+            **fit_tactile_stats(t, self.tactile_cfg, max_images),
             "action_mean": torch.tensor(a.mean(0), dtype=torch.float32),
             "action_std": torch.tensor(np.where(std > 1e-6, std, 1.0), dtype=torch.float32),
             "action_min": torch.tensor(a.min(0), dtype=torch.float32),
@@ -204,18 +206,27 @@ class LearnedPolicy(Policy):
     def image_size(self) -> int | None:
         return getattr(self.cfg, "image_size", None)
 
+    @property
+    def tactile_cfg(self) -> TactileInputConfig:
+        """The tactile input representation of the config (``tactile``)."""
+        return getattr(self.cfg, "tactile", None) or TactileInputConfig()
+
     def _need_stats(self) -> dict[str, torch.Tensor]:
         if self.stats is None:
             raise RuntimeError(f"{self.name} policy has no normalization statistics: train it or load a checkpoint")
         return self.stats
 
     def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        """The shared preprocessing of tactile-image policies: normalized composite images (B, 3, S, S)."""
+        """The shared preprocessing of tactile-image policies: the tactile input representation as composite
+        images (B, 3, S, S), or with ``layout: stacked`` as (B, 24, H, W) images."""
         s = self._need_stats()
         self.check_batch(batch)
-        img = composite_tensor(np.asarray(batch[self.io.image_sequence_key()]), self.image_size).to(self.device)
-        img = (img - s["image_mean"][:, None, None]) / s["image_std"][:, None, None]
-        return {"images": img}
+        t = np.asarray(batch[self.io.image_sequence_key()])
+        if "image_mean" in s:  # a checkpoint from before the tactile input representation: its own preprocessing
+            img = composite_tensor(t, self.image_size).to(self.device)
+            return {"images": (img - s["image_mean"][:, None, None]) / s["image_std"][:, None, None]}
+        layout = getattr(self.cfg, "layout", "composite")
+        return {"images": images(t, self.tactile_cfg, s, self.image_size, layout).to(self.device)}
 
     def _finish(self, pred: Prediction) -> Prediction:
         """The one place every action passes: non-finite actions become the fallback (zero, clipped into the box)
@@ -307,7 +318,11 @@ class LearnedPolicy(Policy):
 
         d = Path(directory)
         meta, io = cls.read_io(d)
-        policy = cls(meta["config"], io=io)
+        config = dict(meta["config"])
+        legacy = "tactile" in cls.Config.model_fields and "tactile" not in config
+        if legacy:  # written before the tactile input representation: the raw composite, standardized per channel
+            config["tactile"] = {"subtract": "none", "normalize": "channel"}
+        policy = cls(config, io=io)
         for f in ("model.safetensors", "normalization.safetensors"):
             if not (d / f).is_file():
                 raise FileNotFoundError(f"{d / f} is missing: the checkpoint is incomplete")
@@ -316,7 +331,7 @@ class LearnedPolicy(Policy):
             stats = load_file(str(d / "normalization.safetensors"))
         except Exception as e:  # noqa: BLE001 - a corrupt file is reported with its name
             raise ValueError(f"{d}: cannot read the checkpoint's weights: {e}") from None
-        missing = [k for k in STAT_KEYS if k not in stats]
+        missing = [k for k in ((*LEGACY_IMAGE_KEYS, *ACTION_STAT_KEYS) if legacy else STAT_KEYS) if k not in stats]
         if missing:
             raise ValueError(f"{d / 'normalization.safetensors'} lacks {missing}")
         policy.stats = stats

@@ -47,7 +47,11 @@ def tiny(tmp_path_factory):
     return init_tiny(tmp_path_factory.mktemp("tla") / "tiny", image_size=SIZE, seed=0)
 
 
+RAW = {"subtract": "none", "normalize": "none"}  # the paper's raw composite: these tests check the plumbing
+
+
 def _cfg(tiny, **kw):
+    kw.setdefault("tactile", RAW)
     return TLAConfig(model=str(tiny), image_size=SIZE, max_new_tokens=16, **kw)
 
 
@@ -322,3 +326,22 @@ def test_every_config_key_is_documented():
     missing = [k for k in TLAConfig.model_fields if f"`{k}`" not in text]
     assert not missing, f"docs/tla.md does not document {missing}"
     assert all(f.description for f in TLAConfig.model_fields.values())
+
+
+def test_the_tactile_representation_needs_statistics_and_keeps_them_in_the_checkpoint(tiny, tmp_path):
+    tactile, shapes, actions = _data()
+    model = TLAModel(_cfg(tiny, finetune="full", tactile={"normalize": "center", "image_gain": 64}))
+    with pytest.raises(RuntimeError, match="statistics"):
+        model.batch(tactile, shapes, actions)
+    with pytest.raises(RuntimeError, match="statistics"):
+        model.save(tmp_path / "incomplete")
+    model.fit_tactile_stats(tactile)
+    batch = model.batch(tactile, shapes, actions)
+    raw = TLAModel(_cfg(tiny, finetune="full")).batch(tactile, shapes, actions)
+    assert not torch.equal(raw["pixel_values"], batch["pixel_values"])  # the representation reaches the model
+    loaded = TLAModel.load(model.save(tmp_path / "ckpt"))
+    assert loaded.cfg.tactile.normalize == "center"
+    torch.testing.assert_close(loaded.batch(tactile, shapes, actions)["pixel_values"], batch["pixel_values"])
+    (tmp_path / "ckpt" / "normalization.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="normalization"):
+        TLAModel.load(tmp_path / "ckpt")

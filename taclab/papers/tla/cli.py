@@ -89,6 +89,7 @@ def benchmark(
         rng = np.random.default_rng(0)
         n = max(batch, *predict_batches)
         tactile = rng.integers(0, 256, (n, 4, 2, 64, 64, 3), dtype=np.uint8)
+        tla.fit_tactile_stats(tactile)
         actions = rng.uniform(-1.0, 1.0, (n, 3)) * np.array([1.0, 1.0, 1.5])
         shapes = ["square", "triangle", "round", "hexagon"] * (n // 4 + 1)
         opt = torch.optim.AdamW(tla.trainable_parameters(), lr=1e-4)

@@ -54,6 +54,40 @@ def composite_image(tactile: np.ndarray, size: int = 616) -> np.ndarray:
     return np.asarray(Image.fromarray(grid).resize((int(size), int(size)), Image.Resampling.BICUBIC))
 
 
+def tactile_composites(tactile, cfg, stats, size: int) -> list[np.ndarray]:
+    """8-bit composites (size, size, 3) of a (B, 4, 2, H, W, 3) uint8 batch in the tactile input representation
+    ``cfg`` (a :class:`taclab.policies.tactile_input.TactileInputConfig` with its fitted ``stats``): the raw setting
+    gives :func:`composite_image` of the images themselves (the paper's input); any other the composite of their
+    8-bit mapping ``clip(round(128 + image_gain * v), 0, 255)``, its ninth cell as ``cfg.ninth_cell`` says."""
+    from PIL import Image
+
+    from taclab.policies.tactile_input import as_uint8, composite, pad_difference, represent, to_uint8
+
+    if cfg.ninth_cell == "blank":
+        return [composite_image(x, size) for x in to_uint8(tactile, cfg, stats)]
+    if cfg.is_raw:
+        v, gain = torch_from_uint8(tactile), 1.0
+    else:
+        if stats is None:
+            raise RuntimeError("the tactile representation needs statistics: fit them on training data first")
+        v, gain = represent(tactile, cfg, stats), cfg.image_gain
+    grids = as_uint8(composite(v, ninth=pad_difference(v)).permute(0, 2, 3, 1), gain)
+    return [
+        g if g.shape[:2] == (size, size) else np.asarray(Image.fromarray(g).resize((size, size), Image.BICUBIC))
+        for g in grids
+    ]
+
+
+def torch_from_uint8(tactile):
+    """A uint8 tactile batch as a float tensor centred on 128 (the raw images on the scale of
+    :func:`taclab.policies.tactile_input.as_uint8` with gain 1)."""
+    import torch
+
+    from taclab.policies.preprocess import tactile_batch
+
+    return torch.as_tensor(tactile_batch(tactile)).float() - 128.0
+
+
 def instruction(shape: str, template: str | int = 0, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> str:
     """The instruction text for a peg shape; ``template`` is an index into ``templates`` or a template."""
     if isinstance(template, int):

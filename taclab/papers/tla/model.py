@@ -26,9 +26,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from taclab.papers.tla.inputs import IMAGE_PAD, VISION_END, VISION_START, build_batch
-from taclab.papers.tla.instruct import DEFAULT_TEMPLATES, ActionCodec, composite_image, instruction
+from taclab.papers.tla.instruct import DEFAULT_TEMPLATES, ActionCodec, instruction, tactile_composites
+from taclab.policies.tactile_input import TACTILE_STAT_KEYS, TactileInputConfig, fit_tactile_stats
 
 CHECKPOINT_FILE = "tla_config.json"
+STATS_FILE = "normalization.safetensors"
 LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The linear layers of each Qwen2 decoder layer (attention and MLP)."""
 VISION_LINEAR = ("qkv", "proj", "fc1", "fc2")
@@ -61,6 +63,13 @@ class TLAConfig(BaseModel):
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     fallback: Literal["zero"] = Field("zero", description="action for malformed answers: zero (no correction)")
     seed: int = Field(0, description="seed of the LoRA initialization (the base weights come from the folder)")
+    tactile: TactileInputConfig = Field(
+        default_factory=lambda: TactileInputConfig(subtract="none", normalize="center", image_gain=128.0),
+        description="tactile input representation, mapped to 8-bit images before the composite (docs/training.md); "
+        "by default how each sample differs from the average sample, 128 grey levels per std (what a randomly "
+        "initialized model learns from, docs/tla_recipe.md); the paper's raw composite is "
+        "{subtract: none, normalize: none}",
+    )
 
     @field_validator("image_size")
     @classmethod
@@ -150,6 +159,7 @@ class TLAModel:
 
         self.cfg = cfg
         self.codec = ActionCodec(resolution=cfg.resolution)
+        self.tactile_stats: dict | None = None  # statistics of the tactile representation (fit_tactile_stats)
         from taclab.policies.pretrained import require_pretrained
 
         files = files or weights
@@ -267,6 +277,12 @@ class TLAModel:
 
     # -- data -----------------------------------------------------------------------------------------------
 
+    def fit_tactile_stats(self, tactile, max_samples: int = 512) -> None:
+        """Fit the statistics of the tactile representation (``cfg.tactile``) on training sequences
+        ``(N, 4, 2, H, W, 3)``; the raw images need none."""
+        raw = self.cfg.tactile.is_raw
+        self.tactile_stats = None if raw else fit_tactile_stats(tactile, self.cfg.tactile, max_samples)
+
     def batch(self, tactile, shapes, actions=None) -> dict:
         """Model inputs for tactile sequences ``(B, 4, 2, H, W, 3)`` and peg shapes (a list, or one name for all).
 
@@ -281,7 +297,11 @@ class TLAModel:
         shapes = [shapes] * len(t) if isinstance(shapes, str) else list(shapes)
         if len(shapes) != len(t):
             raise ValueError(f"got {len(t)} tactile sequences but {len(shapes)} shapes")
-        images = [composite_image(x, self.cfg.image_size) for x in t]
+        if not self.cfg.tactile.is_raw and self.tactile_stats is None:
+            raise RuntimeError(
+                "the tactile representation needs statistics: call fit_tactile_stats on training data first"
+            )
+        images = tactile_composites(t, self.cfg.tactile, self.tactile_stats, self.cfg.image_size)
         instructions = [instruction(s, self.cfg.template) for s in shapes]
         answers = None
         if actions is not None:
@@ -374,12 +394,23 @@ class TLAModel:
         return cfg
 
     def save(self, directory: str | Path) -> Path:
-        """Write the adapter (LoRA) or the full model, tokenizer, image processor and ``tla_config.json``."""
+        """Write the adapter (LoRA) or the full model, tokenizer, image processor, the statistics of the tactile
+        representation (``normalization.safetensors``) and ``tla_config.json``."""
+        if self.tactile_stats is None and not self.cfg.tactile.is_raw:
+            raise RuntimeError(
+                "cannot save a TLA model whose tactile representation has no statistics: call fit_tactile_stats "
+                "on training data first (or use the raw composite, tactile: {subtract: none, normalize: none})"
+            )
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(d))
         self.tokenizer.save_pretrained(str(d))
         self.image_processor.save_pretrained(str(d))
+        if self.tactile_stats is not None:
+            from safetensors.torch import save_file
+
+            stats = {k: v.detach().cpu().contiguous() for k, v in self.tactile_stats.items()}
+            save_file(stats, str(d / STATS_FILE))
         record = {"format": "taclab-tla", "weights": "adapter" if self.is_lora else "full"}
         record["config"] = self._config_record()
         tmp = d / f".{CHECKPOINT_FILE}.tmp"
@@ -397,6 +428,8 @@ class TLAModel:
         if record["weights"] not in ("adapter", "full"):
             raise ValueError(f"{d / CHECKPOINT_FILE}: unknown weights kind {record['weights']!r}")
         config = dict(record["config"])
+        if "tactile" not in config:  # written before the tactile input representation: the paper's raw images
+            config["tactile"] = {"subtract": "none", "normalize": "none"}
         if base is not None:
             config["model"] = str(base)
         cfg = TLAConfig(**config)
@@ -405,6 +438,17 @@ class TLAModel:
             self._setup(cfg, weights=cfg.model, adapter=str(d), files=str(d))
         else:
             self._setup(cfg, weights=str(d), adapter=None)
+        if cfg.tactile.is_raw:
+            return self
+        if not (d / STATS_FILE).is_file():
+            raise FileNotFoundError(f"{d / STATS_FILE} is missing: the checkpoint is incomplete")
+        from safetensors.torch import load_file
+
+        stats = load_file(str(d / STATS_FILE))
+        missing = [k for k in TACTILE_STAT_KEYS if k not in stats]
+        if missing:
+            raise ValueError(f"{d / STATS_FILE} lacks {missing}")
+        self.tactile_stats = stats
         return self
 
     def merge(self, out_dir: str | Path) -> Path:

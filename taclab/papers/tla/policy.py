@@ -1,11 +1,11 @@
 """The TLA model as a taclab policy (``--policy tla``): trained by the shared loop, evaluated by the harness.
 
-The shared preprocessing of a TLA policy is :meth:`TLAModel.batch`: the composite image of
-:func:`taclab.papers.tla.instruct.composite_image`, the instruction of the task's peg shape and, for training,
-the action encoded as text by the action codec. Training, offline evaluation and ``select_action`` all go
-through it. ``select_action`` writes the answer by beam search; a malformed answer gives the fallback action
-and sets ``last_malformed`` (counted by the evaluation, never fatal). The answer texts of the last call are kept
-in ``last_texts``.
+The shared preprocessing of a TLA policy is :meth:`TLAModel.batch`: the composite image of the tactile input
+representation (:func:`taclab.papers.tla.instruct.tactile_composites`, its statistics fitted by ``fit_stats``),
+the instruction of the task's peg shape and, for training, the action encoded as text by the action codec.
+Training, offline evaluation and ``select_action`` all go through it. ``select_action`` writes the answer by beam
+search; a malformed answer gives the fallback action and sets ``last_malformed`` (counted by the evaluation,
+never fatal). The answer texts of the last call are kept in ``last_texts``.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ class TLAPolicy(LearnedPolicy):
         return self.tla._config_record()  # the base model's location made absolute
 
     def fit_stats(self, batch, actions, max_images: int = 512) -> None:
-        """Nothing to fit: the target is the action's text, the image processor normalizes the image."""
+        """The statistics of the tactile input representation (none for the raw images), saved with the model;
+        the target is the action's text, so actions need none."""
         self.check_batch(batch)
         self.stats = {}
+        self.tla.fit_tactile_stats(np.asarray(batch[self.io.image_sequence_key()]), max_images)
 
     def prepare(self, batch) -> dict:
         self.check_batch(batch)
