@@ -6,6 +6,7 @@ run them in closed loop on the tasks of tables III and IV (50 episodes per task)
 zero-action policy as the upper and lower bounds and the random policy beside them, and write the report.
 
     python benchmarks/tla_baselines.py [--root runs/tla_baselines] [--data-root DIR] [--episodes 50] [--quick]
+                                       [--only NAME ...] [--threads N] [--epochs N]
 
 Completed steps are skipped when the script is run again (datasets resume, finished runs and evaluations are
 kept). Writes docs/results/tla_baselines.md and its figures in docs/results/tla_baselines/.
@@ -26,11 +27,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import taclab.papers  # noqa: E402,F401 - registers the tla generator, its learning spec and its policies
 from taclab.data.generate import generate, read_config  # noqa: E402
-from taclab.eval.closed_loop import PAPER_TASKS, evaluate_closed_loop  # noqa: E402
+from taclab.eval.closed_loop import evaluate_closed_loop  # noqa: E402
 from taclab.eval.offline import evaluate_offline  # noqa: E402
 from taclab.eval.report import make_report  # noqa: E402
-from taclab.papers.tla import dataset as _tla_dataset  # noqa: E402,F401 - registers the tla generator
+from taclab.papers.tla.learning import ENV_ID, PAPER_TASKS  # noqa: E402
 from taclab.train import load_run_config, train  # noqa: E402
 from taclab.utils import system_info  # noqa: E402
 
@@ -81,7 +83,7 @@ def closed(ev: Path, spec, name: str, episodes: int, workers: int, timings: dict
     target = ev / slug(name) / "closed_loop.json"
     if not target.is_file():
         t = time.perf_counter()
-        evaluate_closed_loop(spec, list(PAPER_TASKS), episodes, workers=workers, name=name, out=target.parent)
+        evaluate_closed_loop(spec, ENV_ID, list(PAPER_TASKS), episodes, workers=workers, name=name, out=target.parent)
         rec = json.loads(target.read_text())
         rec["wall_s"] = round(time.perf_counter() - t, 1)
         target.write_text(json.dumps(rec, indent=2))
@@ -103,7 +105,30 @@ def arguments(doc: str) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--quick", action="store_true", help="tiny datasets and 1 epoch: a smoke run, not for the docs")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results", help="where the report goes")
-    return ap.parse_args()
+    ap.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="train and evaluate only these runs, e.g. "
+        "'BC (SP)' (repeatable; the reference policies always run); the report holds every evaluation under --root",
+    )
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads of each training run")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="train every selected run for this many epochs instead of its own"
+    )
+    args = ap.parse_args()
+    return args
+
+
+def selected(runs: dict, only: list[str] | None) -> dict:
+    """The runs ``--only`` names (all without it); an unknown name ends the script with one error line."""
+    if not only:
+        return runs
+    unknown = [n for n in only if n not in runs]
+    if unknown:
+        raise SystemExit(f"error: unknown run(s) {unknown} for --only; allowed: {list(runs)}")
+    return {n: r for n, r in runs.items() if n in only}
 
 
 def main() -> None:
@@ -113,10 +138,13 @@ def main() -> None:
     t_all = time.perf_counter()
     data = datasets(args.data_root or root / "data", args.workers, args.quick, timings)
     ev = root / "eval"
-    for name, (policy, key, epochs) in RUNS.items():
-        run = load_run_config(policy=policy, overrides={"train.epochs": 1 if args.quick else epochs})
+    runs = selected(RUNS, args.only)
+    for name, (policy, key, epochs) in runs.items():
+        sets = {"train.epochs": 1 if args.quick else (args.epochs or epochs)}
+        sets |= {"train.threads": args.threads} if args.threads else {}
+        run = load_run_config(policy=policy, overrides=sets)
         train_run(root / slug(name), run, data[key], name, timings)
-    for name, (_, key, _) in RUNS.items():
+    for name, (_, key, _) in runs.items():
         offline(ev, root / slug(name), name, data[key], SPLITS[key])
         closed(ev, root / slug(name), name, args.episodes, args.workers, timings)
     for b in BASELINES:
@@ -125,7 +153,9 @@ def main() -> None:
             offline(ev, b, b, data["mp"], SPLITS["mp"])
         closed(ev, b, b, args.episodes, args.workers, timings)
     timings["baselines total"] = {"seconds": round(time.perf_counter() - t_all, 1)}
-    (root / "timings_baselines.json").write_text(json.dumps(timings, indent=2))
+    old = root / "timings_baselines.json"
+    previous = json.loads(old.read_text()) if old.is_file() else {}
+    old.write_text(json.dumps(previous | timings, indent=2))
     print(write_results(root, args.out, quick=args.quick))
 
 

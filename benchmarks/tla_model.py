@@ -6,6 +6,7 @@ scores both offline (GCR, L1, malformed-answer rate) and in closed loop on the t
 rewrites the report with every evaluation under the work folder (the baselines' included).
 
     python benchmarks/tla_model.py [--root runs/tla_baselines] [--data-root DIR] [--episodes 50] [--quick]
+                                   [--only NAME ...] [--threads N] [--epochs N]
 
 Run benchmarks/tla_baselines.py first (or with the same --root) to have BC, DP, the oracle and the zero action
 in the same tables. Completed steps are skipped when the script is run again.
@@ -23,6 +24,7 @@ from tla_baselines import (
     closed,
     datasets,
     offline,
+    selected,
     slug,
     train_run,
     write_results,
@@ -44,15 +46,20 @@ def main() -> None:
     if not (tiny / "config.json").is_file():
         init_tiny(tiny, image_size=168, seed=0)
     ev = root / "eval"
-    for name, (cfg, key) in RUNS.items():
+    runs = selected(RUNS, args.only)
+    for name, (cfg, key) in runs.items():
         sets = {"model.model": str(tiny)} | ({"train.epochs": 1} if args.quick else {})
+        sets |= {"train.epochs": args.epochs} if args.epochs and not args.quick else {}
+        sets |= {"train.threads": args.threads} if args.threads else {}
         run = load_run_config(ROOT / "configs" / cfg, overrides=sets)
         train_run(root / slug(name), run, data[key], name, timings)
-    for name, (_, key) in RUNS.items():
+    for name, (_, key) in runs.items():
         offline(ev, root / slug(name), name, data[key], SPLITS[key])
         closed(ev, root / slug(name), name, args.episodes, args.workers, timings)
     timings["TLA total"] = {"seconds": round(time.perf_counter() - t_all, 1)}
-    (root / "timings_tla.json").write_text(json.dumps(timings, indent=2))
+    old = root / "timings_tla.json"
+    previous = json.loads(old.read_text()) if old.is_file() else {}
+    old.write_text(json.dumps(previous | timings, indent=2))
     print(write_results(root, args.out, quick=args.quick))
 
 
