@@ -88,12 +88,12 @@ def run_sft(model, data, out, cfg: SFTConfig | dict | None = None, progress: boo
                 opt.step()
                 sched.step()
                 step += 1
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 log.write(json.dumps({"step": step, "epoch": epoch, "loss": losses[-1]}) + "\n")
                 if progress and (step % 20 == 0 or step == steps):
                     rate = step / (time.perf_counter() - t0)
-                    print(f"sft step {step}/{steps} epoch {epoch} loss {np.mean(losses[-20:]):.3f} ({rate:.1f} steps/s)",
-                          flush=True)  # fmt: skip
+                    recent = np.mean(losses[-20:])
+                    print(f"sft step {step}/{steps} epoch {epoch} loss {recent:.3f} ({rate:.1f} steps/s)", flush=True)
     model.save(out / "model")
     plot_curve(out / "loss.png", {"SFT loss": losses}, "loss", "Stage 2: SFT on reasoning traces")
     summary = {
