@@ -32,8 +32,12 @@ from taclab.utils import system_info  # noqa: E402
 
 IMAGE_SIZE = 168
 STAGE1 = {"epochs": 2, "max_pairs": 4000, "batch_size": 32}
-SFT = {"epochs": 4, "batch_size": 8, "lr": 5e-4,
-       "questions": {"level": 300, "compare": 120, "rank": 80, "cross_sensor": 40, "conflict": 80}}  # fmt: skip
+SFT = {
+    "epochs": 4,
+    "batch_size": 8,
+    "lr": 5e-4,
+    "questions": {"level": 300, "compare": 120, "rank": 80, "cross_sensor": 40, "conflict": 80},
+}
 GRPO = {"steps": 60, "prompts_per_step": 4, "num_generations": 4, "max_completion_length": 80, "lr": 2e-5}
 GRPO_RUNS = {  # row name: reward weight overrides
     "GRPO (full)": {},
@@ -119,11 +123,19 @@ def main() -> None:
     rows["chance"] = evaluate_row(root, "chance", lambda: LevelAnswerer("chance"), data, args.quick)
     rows["oracle (privileged)"] = evaluate_row(root, "oracle", lambda: LevelAnswerer("oracle"), data, args.quick)
     rows["vision-only CNN"] = evaluate_row(
-        root, "vision-only CNN", lambda: LevelAnswerer("vision-cnn", load_cnn(root / "baselines" / "vision_cnn.pt")),
-        data, args.quick)  # fmt: skip
+        root,
+        "vision-only CNN",
+        lambda: LevelAnswerer("vision-cnn", load_cnn(root / "baselines" / "vision_cnn.pt")),
+        data,
+        args.quick,
+    )
     rows["tactile-only CNN"] = evaluate_row(
-        root, "tactile-only CNN",
-        lambda: LevelAnswerer("tactile-cnn", load_cnn(root / "baselines" / "tactile_cnn.pt")), data, args.quick)  # fmt: skip
+        root,
+        "tactile-only CNN",
+        lambda: LevelAnswerer("tactile-cnn", load_cnn(root / "baselines" / "tactile_cnn.pt")),
+        data,
+        args.quick,
+    )
 
     # the VLM: tiny init, stage 1, stage 2
     tiny = root / "tiny"
@@ -138,7 +150,8 @@ def main() -> None:
     timings["stage 2 (SFT)"] = s2["seconds"]
     log(f"stage 2 done: final loss {s2['final_loss']:.3f}")
     rows["SFT only"] = evaluate_row(
-        root, "SFT only", lambda: ModelAnswerer(TouchR1Model.load(root / "sft" / "model")), data, args.quick)  # fmt: skip
+        root, "SFT only", lambda: ModelAnswerer(TouchR1Model.load(root / "sft" / "model")), data, args.quick
+    )
 
     # stage 3, three reward sets, each from the SFT model
     grpo_summaries = {}
@@ -151,7 +164,8 @@ def main() -> None:
         grpo_summaries[name] = s3
         timings[f"stage 3: {name}"] = s3["seconds"]
         rows[name] = evaluate_row(
-            root, name, lambda s=slug: ModelAnswerer(TouchR1Model.load(root / s / "model")), data, args.quick)  # fmt: skip
+            root, name, lambda s=slug: ModelAnswerer(TouchR1Model.load(root / s / "model")), data, args.quick
+        )
 
     timings["total (this invocation)"] = time.perf_counter() - t_all
     write_report(args.out, root, rows, s1, s2, grpo_summaries, timings, args.quick)
@@ -187,7 +201,7 @@ def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick) -> N
     L += [
         "Written by `benchmarks/touch_r1.py` (definitions in [docs/touch_r1.md](../touch_r1.md)). Test split: "
         "held-out object groups; questions of `TEST_QUESTIONS` (each cross-sensor group holds one question per "
-        "sensor). Tiny Qwen2-VL (random init, ~2M parameters) trained on this 2-core CPU, one seed.",
+        "sensor). Tiny Qwen2-VL (random init, 1.2M parameters) trained on this 2-core CPU, one seed.",
         "",
         "## Benchmark",
         "",
@@ -198,25 +212,45 @@ def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick) -> N
     for name, r in rows.items():
         o, tr = r["overall"], r.get("tactile_reliance", {})
         rel = " / ".join(_f(tr.get(k)) for k in ("removed", "shuffled", "noised"))
-        L.append(f"| {name} | {_f(o['omae'], '.3f')} | {_f(o['exact_match'])} | {_f(o['csc'])} | "
-                 f"{_f(o['csc_correct'])} | {_f(o['format_error'])} | {rel} |")  # fmt: skip
-    L += ["", "Exact match per question type (%):", "",
-          "| row | level | compare | rank | cross-sensor | conflict |", "|---|---|---|---|---|---|"]  # fmt: skip
+        L.append(
+            f"| {name} | {_f(o['omae'], '.3f')} | {_f(o['exact_match'])} | {_f(o['csc'])} | "
+            f"{_f(o['csc_correct'])} | {_f(o['format_error'])} | {rel} |"
+        )
+    L += [
+        "",
+        "Exact match per question type (%):",
+        "",
+        "| row | level | compare | rank | cross-sensor | conflict |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         bt = r["by_type"]
-        L.append(f"| {name} | " + " | ".join(_f(bt[t]["exact_match"]) for t in
-                                             ("level", "compare", "rank", "cross_sensor", "conflict")) + " |")  # fmt: skip
-    L += ["", "The paper's numbers (Qwen2.5-VL-7B and others on real data; its metric definitions are not public, so "
-          "they are not comparable to the rows above):", "", "| model | OMAE | L2-EM | CSC |", "|---|---|---|---|"]  # fmt: skip
+        L.append(
+            f"| {name} | "
+            + " | ".join(_f(bt[t]["exact_match"]) for t in ("level", "compare", "rank", "cross_sensor", "conflict"))
+            + " |"
+        )
+    L += [
+        "",
+        "The paper's numbers (Qwen2.5-VL-7B and others on real data; its metric definitions are not public, so "
+        "they are not comparable to the rows above):",
+        "",
+        "| model | OMAE | L2-EM | CSC |",
+        "|---|---|---|---|",
+    ]
     for name, (a, b, c) in PAPER.items():
         L.append(f"| {name} | {a} | {b} | {c} |")
     L += ["", "## The paper's claims, checked", ""]
     L += claims(rows)
-    L += ["", "## Training", "",
-          f"- Stage 1 (next tactile field, test MSE in units of (0.1 mm)^2): model {_f(s1['test']['model_mse'], '.4f')}, "
-          f"copy the current field {_f(s1['test']['copy_mse'], '.4f')}, predict the mean {_f(s1['test']['mean_mse'], '.4f')}.",
-          f"- Stage 2 (SFT): {s2['questions']} questions, {s2['steps']} steps, final loss {s2['final_loss']:.3f}.",
-          ]  # fmt: skip
+    L += [
+        "",
+        "## Training",
+        "",
+        f"- Stage 1 (next tactile field, test MSE in units of (0.1 mm)^2): model {_f(s1['test']['model_mse'], '.4f')}, "
+        f"copy the current field {_f(s1['test']['copy_mse'], '.4f')}, "
+        f"predict the mean {_f(s1['test']['mean_mse'], '.4f')}.",
+        f"- Stage 2 (SFT): {s2['questions']} questions, {s2['steps']} steps, final loss {s2['final_loss']:.3f}.",
+    ]
     for name, s in grpo.items():
         fin = ", ".join(f"{k} {_f(v, '.3f')}" for k, v in s["final"].items())
         L.append(f"- Stage 3, {name}: {s['steps']} steps; mean of the last 10 logged rewards: {fin}.")
@@ -243,12 +277,16 @@ def claims(rows) -> list[str]:
     if sft and full:
         a, b = sft["overall"], full["overall"]
         ok = b["omae"] < a["omae"] and b["exact_match"] > a["exact_match"] and (b["csc"] or 0) > (a["csc"] or 0)
-        out.append(f"- GRPO beats SFT on OMAE, EM and CSC: {verdict(ok)} (OMAE {a['omae']:.3f} -> {b['omae']:.3f}, "
-                   f"EM {a['exact_match']:.1f} -> {b['exact_match']:.1f}, CSC {_f(a['csc'])} -> {_f(b['csc'])}).")  # fmt: skip
+        out.append(
+            f"- GRPO beats SFT on OMAE, EM and CSC: {verdict(ok)} (OMAE {a['omae']:.3f} -> {b['omae']:.3f}, "
+            f"EM {a['exact_match']:.1f} -> {b['exact_match']:.1f}, CSC {_f(a['csc'])} -> {_f(b['csc'])})."
+        )
     if full and nocf:
         a, b = nocf["tactile_reliance"]["mean"], full["tactile_reliance"]["mean"]
-        out.append(f"- The counterfactual reward raises tactile reliance: {verdict(b > a)} (mean reliance without it "
-                   f"{a:.1f}, with it {b:.1f} EM points).")  # fmt: skip
+        out.append(
+            f"- The counterfactual reward raises tactile reliance: {verdict(b > a)} (mean reliance without it "
+            f"{a:.1f}, with it {b:.1f} EM points)."
+        )
     if full and nocons:
         a, b = nocons["overall"]["csc"], full["overall"]["csc"]
         ok = a is not None and b is not None and b > a
