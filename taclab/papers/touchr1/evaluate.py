@@ -67,7 +67,15 @@ def evaluate(
         "tactile_reliance": tactile_reliance(real, cfs) if cfs else {},
         "seconds": time.perf_counter() - t0,
         "samples": [
-            {"qid": q.qid, "qtype": q.qtype, "prompt": q.prompt, "reference": q.trace, "completion": c}
+            {
+                "qid": q.qid,
+                "qtype": q.qtype,
+                "objects": list(q.objects),
+                "sensors": list(q.sensors),
+                "prompt": q.prompt,
+                "reference": q.trace,
+                "completion": c,
+            }
             for q, c in zip(qs, comps, strict=True)
         ],  # fmt: skip
     }
