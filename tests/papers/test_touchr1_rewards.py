@@ -111,3 +111,22 @@ def test_reward_config():
         RewardConfig(counterfactuals=("blurred",))
     with pytest.raises(ValueError):
         RewardConfig(ordinal=-1)
+
+
+def test_every_touchr1_config_key_is_documented():
+    from pathlib import Path
+
+    from taclab.papers.touchr1.baselines import CNNConfig
+    from taclab.papers.touchr1.dataset import TouchR1DatasetConfig
+    from taclab.papers.touchr1.demo import DemoConfig
+    from taclab.papers.touchr1.grpo import GRPOStageConfig
+    from taclab.papers.touchr1.model import ModelConfig
+    from taclab.papers.touchr1.pretrain import PretrainConfig
+    from taclab.papers.touchr1.questions import QuestionConfig
+    from taclab.papers.touchr1.sft import SFTConfig
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "touch_r1.md").read_text()
+    models = (CNNConfig, TouchR1DatasetConfig, DemoConfig, GRPOStageConfig, ModelConfig, PretrainConfig,
+              QuestionConfig, SFTConfig, RewardConfig)  # fmt: skip
+    missing = [f"{m.__name__}.{k}" for m in models for k in m.model_fields if f"`{k}`" not in text]
+    assert not missing, f"docs/touch_r1.md does not document {missing}"
