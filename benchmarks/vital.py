@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "2")
+    os.environ.setdefault(_var, "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "vital.md"
 BC = {"BAKU": "vital_baku_cpu.yaml", "ViSk": "vital_visk_cpu.yaml", "VITAL-BC": "vital_bc_cpu.yaml"}
 RL = {"VITAL": "VITAL-BC", "visual BC + RL": "BAKU"}
-RL_CPU = {"batch_size": 64, "utd": 16, "aug_views": 2, "eval_every": 4000, "eval_episodes": 10, "threads": 2}
+RL_CPU = {"batch_size": 64, "utd": 16, "aug_views": 2, "eval_every": 4000, "eval_episodes": 10, "threads": 1}
 """residual RL on the CPU: batch 64 instead of 256, two stored augmented views per image"""
 METHODS = ("BAKU", "ViSk", "RLPD", "VITAL-BC", "VITAL", "visual BC + RL")
 TASK_ORDER = ("plug", "usb", "card", "key", "pick")
@@ -77,7 +77,7 @@ def train_bc(name: str, task: str, data: Path, root: Path) -> tuple[Path, float]
         return out / "policy", json.loads((out / "summary.json").read_text())["train_time_s"]
     resume = (out / "checkpoints" / "last" / "state.json").is_file()
     log(f"training {name} on {task}{' (resuming)' if resume else ''}")
-    run = load_run_config(ROOT / "configs" / BC[name], overrides={"train.split": task, "train.threads": 2})
+    run = load_run_config(ROOT / "configs" / BC[name], overrides={"train.split": task, "train.threads": 1})
     train(run, data, out, resume=resume, progress=False)
     s = json.loads((out / "summary.json").read_text())
     log(f"{name} on {task}: {s['steps']} steps in {s['train_time_s']:.0f} s; val {s['final_val']}")
