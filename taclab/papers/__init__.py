@@ -13,14 +13,12 @@ from taclab.papers.tla import render as _tla_render
 from taclab.papers.touchr1 import demo as _touchr1_demo
 from taclab.papers.vital import demo as _vital_demo
 from taclab.papers.vital import render as _vital_render
-from taclab.papers.vtrefine import demo as _vtrefine_demo
 from taclab.papers.vtrefine import render as _vtrefine_render
 
 DEMOS: dict[str, Callable[..., dict]] = {
     "tla": _tla_demo.demo,
     "touchr1": _touchr1_demo.demo,
     "vital": _vital_demo.demo,
-    "vtrefine": _vtrefine_demo.demo,
 }
 """``demo(out, seed=, workers=, config=) -> summary`` per paper (``taclab demo [PAPER...]``)."""
 
