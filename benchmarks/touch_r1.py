@@ -33,12 +33,12 @@ from taclab.utils import system_info  # noqa: E402
 IMAGE_SIZE = 168
 STAGE1 = {"epochs": 2, "max_pairs": 4000, "batch_size": 32}
 SFT = {
-    "epochs": 4,
+    "epochs": 3,
     "batch_size": 8,
     "lr": 5e-4,
     "questions": {"level": 300, "compare": 120, "rank": 80, "cross_sensor": 40, "conflict": 80},
 }
-GRPO = {"steps": 60, "prompts_per_step": 4, "num_generations": 4, "max_completion_length": 80, "lr": 2e-5}
+GRPO = {"steps": 40, "prompts_per_step": 4, "num_generations": 4, "max_completion_length": 64, "lr": 2e-5}
 GRPO_RUNS = {  # row name: reward weight overrides
     "GRPO (full)": {},
     "GRPO without counterfactual reward": {"counterfactual": 0.0},

@@ -17,7 +17,7 @@ import numpy as np
 from taclab.papers.touchr1.metrics import benchmark, tactile_reliance
 from taclab.papers.touchr1.questions import QuestionConfig, make_questions
 
-TEST_QUESTIONS = QuestionConfig(level=120, compare=60, rank=40, cross_sensor=25, conflict=40, seed=1)
+TEST_QUESTIONS = QuestionConfig(level=80, compare=40, rank=24, cross_sensor=20, conflict=30, seed=1)
 """The benchmark's questions per split (the cross-sensor groups hold one question per sensor)."""
 
 
