@@ -13,6 +13,7 @@ from taclab.papers.tla import render as _tla_render
 from taclab.papers.touchr1 import demo as _touchr1_demo
 from taclab.papers.vital import demo as _vital_demo
 from taclab.papers.vital import render as _vital_render
+from taclab.papers.vtrefine import demo as _vtrefine_demo
 from taclab.papers.vtrefine import render as _vtrefine_render
 
 DEMOS: dict[str, Callable[..., dict]] = {
