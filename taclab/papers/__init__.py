@@ -20,6 +20,7 @@ DEMOS: dict[str, Callable[..., dict]] = {
     "tla": _tla_demo.demo,
     "touchr1": _touchr1_demo.demo,
     "vital": _vital_demo.demo,
+    "vtrefine": _vtrefine_demo.demo,
 }
 """``demo(out, seed=, workers=, config=) -> summary`` per paper (``taclab demo [PAPER...]``)."""
 
