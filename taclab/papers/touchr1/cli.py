@@ -31,8 +31,12 @@ def _threads() -> None:
 def _validated(model_cls, items):
     from taclab.utils import validation_message
 
+    values = sets(items)
+    unknown = sorted(set(values) - set(model_cls.model_fields))
+    if unknown:
+        raise ValueError(f"unknown --set key(s) {unknown}; allowed: {', '.join(model_cls.model_fields)}")
     try:
-        return model_cls(**sets(items))
+        return model_cls(**values)
     except ValueError as e:
         raise ValueError(f"invalid --set: {validation_message(e)}") from None
 
