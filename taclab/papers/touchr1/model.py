@@ -53,13 +53,11 @@ class TouchR1Model:
         from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 
         from taclab.papers.tla.tiny import image_processor
+        from taclab.policies.pretrained import require_pretrained
 
         self.cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
         src = weights or self.cfg.model
-        if not (Path(src).is_dir() or "/" in src):
-            raise ValueError(
-                f"model {src!r} is neither a folder nor a hub id; build one with `taclab touchr1 init-tiny`"
-            )
+        require_pretrained(src, "model", "build the tiny offline model with `taclab touchr1 init-tiny PATH`")
         self.tokenizer = AutoTokenizer.from_pretrained(src)
         self.image_processor = image_processor(self.cfg.image_size)
         dtype = torch.bfloat16 if self.cfg.dtype == "bfloat16" else torch.float32
