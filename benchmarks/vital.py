@@ -8,7 +8,8 @@ the task lists ``paper`` (table 1: green screen, trained position), ``spatial`` 
 every evaluation is kept under ``--root`` and skipped when finished (a training run left unfinished is resumed),
 so the benchmark can be continued across sessions; the tables are rewritten after every step.
 
-Not part of it yet: RLPD and the localize-then-execute table (5) (docs/vital.md lists them as not done).
+RLPD learns from scratch on the frozen encoders of the task's ViSk policy (``taclab.rl.rlpd``). Not part of it
+yet: the localize-then-execute table (5) (docs/vital.md lists it as not done).
 
 Usage: nice -n 10 python benchmarks/vital.py [--tasks usb,plug,card,key,pick] [--episodes 20] [--rl-steps 16000]
        [--workers 2] [--root runs/vital] [--lists paper,spatial,scene,spatial_scene]
@@ -36,6 +37,8 @@ BC = {"BAKU": "vital_baku_cpu.yaml", "ViSk": "vital_visk_cpu.yaml", "VITAL-BC": 
 RL = {"VITAL": "VITAL-BC", "visual BC + RL": "BAKU"}
 RL_CPU = {"batch_size": 64, "utd": 16, "aug_views": 2, "eval_every": 4000, "eval_episodes": 10, "threads": 1}
 """residual RL on the CPU: batch 64 instead of 256, two stored augmented views per image"""
+RLPD_CPU = {k: v for k, v in RL_CPU.items() if k != "aug_views"}
+"""RLPD on the CPU: as the residual, without replay augmentation (as the paper's RLPD)"""
 METHODS = ("BAKU", "ViSk", "RLPD", "VITAL-BC", "VITAL", "visual BC + RL")
 TASK_ORDER = ("plug", "usb", "card", "key", "pick")
 PAPER_T1 = {  # successes out of 10 (Table 1)
@@ -98,6 +101,20 @@ def train_rl(name: str, task: str, base: Path, data: Path, root: Path, steps: in
     return out / "policy", s["train_time_s"]
 
 
+def train_rlpd(task: str, encoder: Path, data: Path, root: Path, steps: int) -> tuple[Path, float]:
+    from taclab.rl.rlpd import RLPDConfig, train_rlpd
+
+    out = root / "rl" / f"rlpd_{task}"
+    if (out / "summary.json").is_file():
+        return out / "policy", json.loads((out / "summary.json").read_text())["train_time_s"]
+    resume = (out / "checkpoint" / "state.json").is_file()
+    log(f"RLPD on {task}{' (resuming)' if resume else ''}")
+    cfg = RLPDConfig(encoder=str(encoder), demos=str(data), task=task, total_steps=steps, **RLPD_CPU)
+    s = train_rlpd(cfg, out, resume=resume, progress=False)
+    log(f"RLPD on {task}: {s['env_steps']} env steps in {s['train_time_s']:.0f} s, eval {s['final_eval_success']}")
+    return out / "policy", s["train_time_s"]
+
+
 def evaluate_on(policy: Path, task: str, task_list: str, episodes: int, workers: int, cache: Path) -> dict:
     from taclab.envs.vital import ENV_CLASSES, ENV_IDS
     from taclab.eval.rollout import evaluate
@@ -106,8 +123,8 @@ def evaluate_on(policy: Path, task: str, task_list: str, episodes: int, workers:
     if cache.is_file():
         return json.loads(cache.read_text())
     p = load_policy(policy)
-    base = getattr(p, "base", None)
-    io = (base.policy if base is not None else p).io
+    frozen = getattr(p, "base", None) or getattr(p, "enc", None)  # residual / RLPD: the frozen visk or baku
+    io = (frozen.policy if frozen is not None else p).io
     h, w = io.inputs["observation.wrist_rgb"].shape[:2]
     tasks = list(ENV_CLASSES[task].TASK_LISTS[task_list])
     t0 = time.perf_counter()
@@ -152,7 +169,7 @@ def write_report(results: dict, times: dict, args) -> None:
         "truncated ResNet-18, batch 32, 1200 steps; residual RL with batch 64, UTD 16, two stored augmented views). "
         "Each cell: successes over closed-loop episodes with the evaluation runner's seeds. The paper's numbers are "
         "real-robot trials (10 per cell in table 1, 30 in table 2). 'not run' marks runs the benchmark has not "
-        "reached yet (it continues where it stopped); RLPD is not implemented.",
+        "reached yet (it continues where it stopped); RLPD reads the frozen encoders of ViSk.",
         "",
         "## Table 1: in domain (green screen, trained position)",
         "",
@@ -249,7 +266,9 @@ def main() -> None:
                 write_report(results, times, args)
         for name, base in RL.items():
             policies[name], times[(name, task)] = train_rl(name, task, policies[base], data, root, args.rl_steps)
-            for lst in lists if name == "VITAL" else ["paper"]:
+        policies["RLPD"], times[("RLPD", task)] = train_rlpd(task, policies["ViSk"], data, root, args.rl_steps)
+        for name in (*RL, "RLPD"):
+            for lst in lists if name != "visual BC + RL" else ["paper"]:
                 cache = root / "eval" / f"{name}_{task}_{lst}_{args.episodes}.json"
                 results[(name, task, lst)] = evaluate_on(policies[name], task, lst, args.episodes, args.workers, cache)
                 write_report(results, times, args)

@@ -684,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
+    from taclab.overrides import merge, nest
+
     ap = argparse.ArgumentParser(prog="python -m taclab.rl.residual", description=__doc__.split("\n")[0])
     ap.add_argument("--base", help="frozen BC policy: checkpoint or training run folder")
     ap.add_argument("--demos", default="", help="demonstration dataset folder (generator vital)")
@@ -694,11 +696,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         d = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+        sets = {}
         for item in args.set:
             if "=" not in item:
                 raise ValueError(f"--set {item!r} must be key=value")
             k, v = item.split("=", 1)
-            d[k] = yaml.safe_load(v)
+            sets[k] = yaml.safe_load(v)
+        d = merge(d or {}, nest(sets))  # dotted keys (env.max_steps=30) reach into env
         if args.base:
             d["base"] = args.base
         if args.demos:

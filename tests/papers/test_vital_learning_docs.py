@@ -8,13 +8,19 @@ import pytest
 from taclab.papers.vital.demo import DemoConfig
 from taclab.policies.visk import VisuoSkinConfig
 from taclab.rl.residual import ResidualConfig
+from taclab.rl.rlpd import RLPDConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "vital.md"
 
 
 @pytest.mark.parametrize(
     "keys",
-    [list(VisuoSkinConfig.model_fields), [f.name for f in fields(ResidualConfig)], list(DemoConfig.model_fields)],
+    [
+        list(VisuoSkinConfig.model_fields),
+        [f.name for f in fields(ResidualConfig)],
+        [f.name for f in fields(RLPDConfig)],
+        list(DemoConfig.model_fields),
+    ],
 )
 def test_every_key_is_documented(keys):
     text = DOC.read_text()

@@ -143,3 +143,34 @@ def test_residual_runs_resumes_and_reloads(base):
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     np.testing.assert_array_equal(here, np.load(root / "there.npy"))
+
+
+def test_rlpd_runs_and_reloads(base):
+    """RLPD (taclab.rl.rlpd): a tiny run from scratch on the frozen encoders, half of each batch from the
+    demonstrations; its policy acts in the action box and reloads in a fresh process with identical actions."""
+    from taclab.rl.rlpd import RLPDConfig, train_rlpd
+
+    root, policy_dir = base
+    with pytest.raises(ValueError, match="unknown RLPD config key"):
+        RLPDConfig.from_dict({"encodr": "x"})
+    cfg = RLPDConfig(encoder=str(policy_dir), demos=str(root / "data"), task="usb", env={"max_steps": 6},
+                     total_steps=12, utd=2, batch_size=16, hidden=(32, 32), learning_starts=4, eval_episodes=0,
+                     checkpoint_every=1, threads=1)  # fmt: skip
+    s = train_rlpd(cfg, root / "rlpd", progress=False)
+    assert s["env_steps"] >= 12 and s["updates"] > 0 and s["demo_transitions"] > 0
+    from taclab.policies import load_policy
+
+    a = load_arrays(root / "data", "usb", progress=False)
+    obs = [{"wrist_rgb": a["observation.wrist_rgb"][i], "skin": a["observation.skin"][i]} for i in range(3)]
+    np.savez(root / "obs_rlpd.npz", **{f"{k}_{i}": v for i, o in enumerate(obs) for k, v in o.items()})
+    p = load_policy(root / "rlpd" / "policy")
+    here = np.stack([p.select_action(o) for o in obs])
+    assert np.all(np.abs(here[:, :3]) <= 10) and np.all(np.abs(here[:, 6]) <= 1)
+    code = (
+        "import numpy as np; from taclab.policies import load_policy\n"
+        f"z = np.load({str(root / 'obs_rlpd.npz')!r}); p = load_policy({str(root / 'rlpd' / 'policy')!r})\n"
+        "acts = [p.select_action({k: z[f'{k}_{i}'] for k in ('wrist_rgb', 'skin')}) for i in range(3)]\n"
+        f"np.save({str(root / 'there_rlpd.npy')!r}, np.stack(acts))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    np.testing.assert_array_equal(here, np.load(root / "there_rlpd.npy"))
