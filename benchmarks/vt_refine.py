@@ -2,8 +2,9 @@
 assemblies and both modalities, plus RL from scratch; writes docs/results/vt_refine.md, the success curves
 (docs/results/vt_refine_curves.png / .csv) and keeps every run under ``--root``.
 
-Stages (each skips what is finished, resumes what was interrupted, and the report is rewritten after each, so
-the benchmark can be continued across sessions by running the same command again):
+Each run (per assembly: ``vt``, ``vision``, then ``scratch``) goes through the stages below end to end before
+the next starts. Each stage skips what is finished and resumes what was interrupted, and the report is rewritten
+after each, so the benchmark can be continued across sessions by running the same command again:
 
 1. ``demos``: ``--demos`` successful scripted demonstrations per assembly (default scene);
 2. ``dp``: the point-cloud diffusion policy per assembly and modality (``vt``: visual + tactile points,
@@ -77,34 +78,27 @@ def run(args) -> None:
         pipeline.demonstrations(data, list(args.assemblies), args.demos, 300, {}, args.workers)
         log(f"demos ready ({time.perf_counter() - t:.0f} s)", root)
     write_report(args)
-    pre: dict[str, Path] = {}
     train = {"batch_size": 64, "lr": 1e-3, "ema_decay": 0.995, "val_fraction": 0.05, "checkpoint_every": 100,
              "threads": args.threads, "seed": 0}  # fmt: skip
-    for a in args.assemblies:
-        for m in args.modalities:
-            name = f"{a}_{m}"
-            if "dp" in args.stages or (root / f"dp_{name}" / "summary.json").is_file():
-                t = time.perf_counter()
-                pre[name] = pipeline.pretrain(
-                    data, a, root / f"dp_{name}", {**MODEL, **MODALITIES[m]}, train, args.dp_steps
-                )
-                log(f"dp_{name} ready ({time.perf_counter() - t:.0f} s)", root)
-        if args.scratch:
-            pre[f"{a}_scratch"] = pipeline.untrained(
-                data, a, root / f"init_{a}_scratch", {**MODEL, "use_tactile": True}
-            )
-    write_report(args)
-    for i, (name, a) in enumerate(cells(args)):
-        if name not in pre:
+    for i, (name, a) in enumerate(cells(args)):  # each cell end to end: its row of the table fills early
+        m = name.split("_", 1)[1]
+        if m == "scratch":
+            pre = pipeline.untrained(data, a, root / f"init_{name}", {**MODEL, "use_tactile": True})
+        elif "dp" in args.stages or (root / f"dp_{name}" / "summary.json").is_file():
+            t = time.perf_counter()
+            pre = pipeline.pretrain(data, a, root / f"dp_{name}", {**MODEL, **MODALITIES[m]}, train, args.dp_steps)
+            log(f"dp_{name} ready ({time.perf_counter() - t:.0f} s)", root)
+            write_report(args)
+        else:
             continue
         if "eval" in args.stages:  # the pre-trained policy first: its number does not depend on the RL budget
             t = time.perf_counter()
-            r = pipeline.evaluate(pre[name], root / f"eval_pre_{name}", a, args.eval_episodes, 1, args.workers, {})
+            r = pipeline.evaluate(pre, root / f"eval_pre_{name}", a, args.eval_episodes, 1, args.workers, {})
             log(f"eval pre {name}: {r['successes']}/{r['episodes']} ({time.perf_counter() - t:.0f} s)", root)
             write_report(args)
         if "dppo" in args.stages:
             t = time.perf_counter()
-            tuned = pipeline.fine_tune(pre[name], root / f"dppo_{name}", dppo_config(args, a, i), progress=False)
+            pipeline.fine_tune(pre, root / f"dppo_{name}", dppo_config(args, a, i), progress=False)
             log(f"dppo_{name} ready ({time.perf_counter() - t:.0f} s)", root)
             write_report(args)
         tuned = root / f"dppo_{name}" / "policy"

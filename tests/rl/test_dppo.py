@@ -133,3 +133,25 @@ def test_one_iteration_changes_only_the_fine_tuned_copy_and_resumes(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(4, 14)"
+
+
+def test_every_config_key_is_documented():
+    from dataclasses import fields
+    from pathlib import Path
+
+    from taclab.papers.vtrefine.demo import DemoConfig
+    from taclab.policies.pointcloud_dp import PointCloudDPConfig
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "vt_refine.md").read_text()
+    keys = [f.name for f in fields(DPPOConfig)] + list(PointCloudDPConfig.model_fields) + list(DemoConfig.model_fields)
+    missing = [k for k in keys if f"`{k}`" not in text]
+    assert not missing, f"docs/vt_refine.md does not document {missing}"
+
+
+def test_command_line_errors(tmp_path, capsys):
+    from taclab.rl.dppo import main
+
+    assert main(["--pretrained", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "clip_coef=-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: DPPO config clip_coef=-1 is invalid; allowed: > 0"
+    assert main(["--pretrained", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err

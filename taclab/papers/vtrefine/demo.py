@@ -23,7 +23,7 @@ from rich.table import Table
 
 from taclab.utils import atomic_write_text
 
-SMALL_SCENE = {"visual_points": 64, "tactile_stride": 4, "camera_size": (30, 40)}
+SMALL_SCENE = {"visual_points": 64, "tactile_stride": 4, "camera_size": (30, 40), "max_steps": 100}
 SMALL_MODEL = {
     "point_widths": (32, 64),
     "feature_dim": 64,
@@ -39,10 +39,10 @@ class DemoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     assembly: str = Field("square", description="the assembly: 'round' or 'square'")
-    demos: int = Field(6, ge=1, description="scripted demonstrations")
+    demos: int = Field(4, ge=1, description="scripted demonstrations")
     dp_steps: int = Field(200, ge=1, description="training steps of the diffusion policy")
     dppo_env_steps: int = Field(512, ge=1, description="env steps of DPPO fine-tuning")
-    episodes: int = Field(6, ge=1, description="closed-loop episodes per policy")
+    episodes: int = Field(4, ge=1, description="closed-loop episodes per policy")
     env: dict = Field(default_factory=dict, description="BimanualAssembly-v0 overrides of the small scene")
 
 
