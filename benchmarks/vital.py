@@ -40,6 +40,8 @@ RL_CPU = {"batch_size": 64, "utd": 16, "aug_views": 2, "eval_every": 4000, "eval
 RLPD_CPU = {k: v for k, v in RL_CPU.items() if k != "aug_views"}
 """RLPD on the CPU: as the residual, without replay augmentation (as the paper's RLPD)"""
 METHODS = ("BAKU", "ViSk", "RLPD", "VITAL-BC", "VITAL", "visual BC + RL")
+METHODS_ORDER = ("BAKU", "ViSk", "VITAL-BC", "VITAL", "visual BC + RL", "RLPD")
+"""the order runs are made in, per task"""
 TASK_ORDER = ("plug", "usb", "card", "key", "pick")
 PAPER_T1 = {  # successes out of 10 (Table 1)
     "BAKU": (4, 4, 1, 5, 10),
@@ -75,7 +77,7 @@ def demos(root: Path) -> Path:
 def train_bc(name: str, task: str, data: Path, root: Path) -> tuple[Path, float]:
     from taclab.train import load_run_config, train
 
-    out = root / "bc" / f"{name.lower().replace('-', '_')}_{task}"
+    out = root / "bc" / f"{_slug(name)}_{task}"
     if (out / "summary.json").is_file():
         return out / "policy", json.loads((out / "summary.json").read_text())["train_time_s"]
     resume = (out / "checkpoints" / "last" / "state.json").is_file()
@@ -90,7 +92,7 @@ def train_bc(name: str, task: str, data: Path, root: Path) -> tuple[Path, float]
 def train_rl(name: str, task: str, base: Path, data: Path, root: Path, steps: int) -> tuple[Path, float]:
     from taclab.rl.residual import ResidualConfig, train_residual
 
-    out = root / "rl" / f"{name.lower().replace(' ', '_').replace('+', 'plus')}_{task}"
+    out = root / "rl" / f"{_slug(name)}_{task}"
     if (out / "summary.json").is_file():
         return out / "policy", json.loads((out / "summary.json").read_text())["train_time_s"]
     resume = (out / "checkpoint" / "state.json").is_file()
@@ -157,6 +159,25 @@ def cell(r: dict | None) -> str:
     if r is None:
         return "not run"
     return f"{100 * r['success'] / r['episodes']:.0f} % ({r['success']}/{r['episodes']})"
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace("-", "_").replace(" ", "_").replace("+", "plus")
+
+
+def collect(root: Path, args) -> tuple[dict, dict]:
+    """Every finished evaluation and training time under ``root`` (also those of other benchmark processes)."""
+    results, times = {}, {}
+    for m in METHODS:
+        for t in TASK_ORDER:
+            for lst in ("paper", "spatial", "scene", "spatial_scene"):
+                f = root / "eval" / f"{m}_{t}_{lst}_{args.episodes}.json"
+                if f.is_file():
+                    results[(m, t, lst)] = json.loads(f.read_text())
+            f = root / ("bc" if m in BC else "rl") / f"{_slug(m)}_{t}" / "summary.json"
+            if f.is_file():
+                times[(m, t)] = json.loads(f.read_text())["train_time_s"]
+    return results, times
 
 
 def write_report(results: dict, times: dict, args) -> None:
@@ -245,6 +266,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--root", default="runs/vital")
     ap.add_argument("--lists", default="paper,spatial,scene,spatial_scene")
+    ap.add_argument("--methods", default=",".join(METHODS), help="methods to run (their BC bases are trained too)")
     args = ap.parse_args()
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     bad = [t for t in args.tasks if t not in TASK_ORDER]
@@ -255,24 +277,27 @@ def main() -> None:
     import taclab.papers  # noqa: F401 - generators, learning specs, policies
 
     data = demos(root)
-    results, times = {}, {}
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise SystemExit(f"error: unknown method {bad[0]!r}; allowed: {', '.join(METHODS)}")
+
+    def policy_of(name: str, task: str) -> Path:
+        """The trained policy of a method (trained first when missing, its base included)."""
+        if name in BC:
+            return train_bc(name, task, data, root)[0]
+        if name in RL:
+            return train_rl(name, task, policy_of(RL[name], task), data, root, args.rl_steps)[0]
+        return train_rlpd(task, policy_of("ViSk", task), data, root, args.rl_steps)[0]
+
     for task in args.tasks:
-        policies = {}
-        for name in BC:
-            policies[name], times[(name, task)] = train_bc(name, task, data, root)
-            for lst in lists:
-                cache = root / "eval" / f"{name}_{task}_{lst}_{args.episodes}.json"
-                results[(name, task, lst)] = evaluate_on(policies[name], task, lst, args.episodes, args.workers, cache)
-                write_report(results, times, args)
-        for name, base in RL.items():
-            policies[name], times[(name, task)] = train_rl(name, task, policies[base], data, root, args.rl_steps)
-        policies["RLPD"], times[("RLPD", task)] = train_rlpd(task, policies["ViSk"], data, root, args.rl_steps)
-        for name in (*RL, "RLPD"):
+        for name in [m for m in METHODS_ORDER if m in methods]:
+            policy = policy_of(name, task)
             for lst in lists if name != "visual BC + RL" else ["paper"]:
                 cache = root / "eval" / f"{name}_{task}_{lst}_{args.episodes}.json"
-                results[(name, task, lst)] = evaluate_on(policies[name], task, lst, args.episodes, args.workers, cache)
-                write_report(results, times, args)
-    write_report(results, times, args)
+                evaluate_on(policy, task, lst, args.episodes, args.workers, cache)
+                write_report(*collect(root, args), args)
+    write_report(*collect(root, args), args)
     log(f"done: {RESULTS}")
 
 
