@@ -7,6 +7,7 @@ zero-action policy as the upper and lower bounds and the random policy beside th
 
     python benchmarks/tla_baselines.py [--root runs/tla_baselines] [--data-root DIR] [--episodes 50] [--quick]
                                        [--only NAME ...] [--threads N] [--epochs N]
+                                       [--max-steps N]
 
 Completed steps are skipped when the script is run again (datasets resume, finished runs and evaluations are
 kept). Writes docs/results/tla_baselines.md and its figures in docs/results/tla_baselines/.
@@ -117,6 +118,13 @@ def arguments(doc: str) -> argparse.Namespace:
     ap.add_argument(
         "--epochs", type=int, default=None, help="train every selected run for this many epochs instead of its own"
     )
+    ap.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop every selected run after this many optimizer steps (an "
+        "interrupted run resumes from its last checkpoint and stops there)",
+    )
     args = ap.parse_args()
     return args
 
@@ -142,6 +150,7 @@ def main() -> None:
     for name, (policy, key, epochs) in runs.items():
         sets = {"train.epochs": 1 if args.quick else (args.epochs or epochs)}
         sets |= {"train.threads": args.threads} if args.threads else {}
+        sets |= {"train.max_steps": args.max_steps} if args.max_steps else {}
         run = load_run_config(policy=policy, overrides=sets)
         train_run(root / slug(name), run, data[key], name, timings)
     for name, (_, key, _) in runs.items():

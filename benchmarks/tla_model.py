@@ -7,6 +7,7 @@ rewrites the report with every evaluation under the work folder (the baselines' 
 
     python benchmarks/tla_model.py [--root runs/tla_baselines] [--data-root DIR] [--episodes 50] [--quick]
                                    [--only NAME ...] [--threads N] [--epochs N]
+                                   [--max-steps N]
 
 Run benchmarks/tla_baselines.py first (or with the same --root) to have BC, DP, the oracle and the zero action
 in the same tables. Completed steps are skipped when the script is run again.
@@ -51,6 +52,7 @@ def main() -> None:
         sets = {"model.model": str(tiny)} | ({"train.epochs": 1} if args.quick else {})
         sets |= {"train.epochs": args.epochs} if args.epochs and not args.quick else {}
         sets |= {"train.threads": args.threads} if args.threads else {}
+        sets |= {"train.max_steps": args.max_steps} if args.max_steps else {}
         run = load_run_config(ROOT / "configs" / cfg, overrides=sets)
         train_run(root / slug(name), run, data[key], name, timings)
     for name, (_, key) in runs.items():
