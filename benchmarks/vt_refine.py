@@ -15,7 +15,7 @@ after each, so the benchmark can be continued across sessions by running the sam
 
 Usage: python benchmarks/vt_refine.py [--root runs/vt_refine] [--stages demos dp dppo eval]
        [--assemblies round square] [--modalities vt vision] [--no-scratch] [--demos 30] [--dp-steps 800]
-       [--dppo-env-steps 30000] [--num-envs 2] [--eval-episodes 100] [--workers 2] [--threads 1]
+       [--dppo-env-steps 24000] [--sampling-std 0.1] [--num-envs 2] [--eval-episodes 100] [--workers 2] [--threads 1]
        [--out docs/results/vt_refine.md]
 """
 
@@ -65,7 +65,8 @@ def cells(args) -> list[tuple[str, str]]:
 
 def dppo_config(args, assembly: str, seed: int) -> dict:
     return {"env": {"assembly": assembly}, "num_envs": args.num_envs, "n_steps": args.n_steps,
-            "total_env_steps": args.dppo_env_steps, "seed": seed, "threads": args.threads}  # fmt: skip
+            "total_env_steps": args.dppo_env_steps, "seed": seed, "threads": args.threads,
+            "min_sampling_std": args.sampling_std, "min_logprob_std": args.sampling_std}  # fmt: skip
 
 
 def run(args) -> None:
@@ -173,7 +174,8 @@ def write_report(args) -> None:
         f"default scene (clearance 0.8 mm, 10 Hz, 150-step limit). {args.demos} successful demonstrations per "
         f"assembly; the point-cloud diffusion policy ({MODEL}, otherwise `configs/vtrefine_dp.yaml`'s model) trained "
         f"{args.dp_steps} steps; DPPO for {args.dppo_env_steps} env steps over {args.num_envs} async envs "
-        f"({args.n_steps} decisions of 8 actions per env per iteration, the rest `DPPOConfig`'s defaults); "
+        f"({args.n_steps} decisions of 8 actions per env per iteration, exploration std {args.sampling_std}, the rest "
+        "`DPPOConfig`'s defaults); "
         f"{args.eval_episodes} evaluation episodes per policy, seeds of `taclab.eval.rollout` with seed 1, "
         "deterministic DDIM sampling. Intervals are 95 % Wilson intervals. 'pending' marks runs not finished yet.",
         "",
@@ -224,9 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-scratch", dest="scratch", action="store_false", help="skip RL from scratch")
     ap.add_argument("--demos", type=int, default=30)
     ap.add_argument("--dp-steps", type=int, default=800)
-    ap.add_argument("--dppo-env-steps", type=int, default=30_000)
+    ap.add_argument("--dppo-env-steps", type=int, default=24_000)
     ap.add_argument("--num-envs", type=int, default=2)
     ap.add_argument("--n-steps", type=int, default=16)
+    ap.add_argument("--sampling-std", type=float, default=0.1, help="DPPO's min_sampling_std and min_logprob_std")
     ap.add_argument("--eval-episodes", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
@@ -236,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     for k in ("demos", "dp_steps", "dppo_env_steps", "num_envs", "n_steps", "eval_episodes", "workers", "threads"):
         if getattr(args, k) < 1:
             ap.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}")
+    if not args.sampling_std > 0:
+        ap.error(f"--sampling-std must be > 0, got {args.sampling_std}")
     np.seterr(all="ignore")
     run(args)
 

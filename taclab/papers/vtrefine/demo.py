@@ -95,7 +95,8 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, workers: int = 2) -> dic
     t = time.perf_counter()
     rows = {}
     for name, pol in (("pre-trained", dp), ("fine-tuned", tuned)):
-        rows[name] = pipeline.evaluate(pol, out / "eval" / name, cfg.assembly, cfg.episodes, seed + 1, workers, env)
+        ev = out / "eval" / name
+        rows[name] = pipeline.evaluate(pol, ev, cfg.assembly, cfg.episodes, seed + 1, workers, env, backend="async")
     times["eval_s"] = time.perf_counter() - t
     elapsed = time.perf_counter() - t0
 

@@ -102,10 +102,18 @@ def fine_tune(pretrained: Path, out: Path, config: dict[str, Any], progress: boo
 
 
 def evaluate(
-    policy: Path, out: Path, assembly: str, episodes: int, seed: int, workers: int, env: dict, progress: bool = False
+    policy: Path,
+    out: Path,
+    assembly: str,
+    episodes: int,
+    seed: int,
+    workers: int,
+    env: dict,
+    progress: bool = False,
+    backend: str = "process",
 ) -> dict:
     """Closed-loop success of a policy on one assembly over ``episodes`` seeded episodes (kept in
-    ``out/eval.json`` once done)."""
+    ``out/eval.json`` once done); ``backend`` as in :func:`taclab.eval.rollout.evaluate`."""
     from taclab.eval.rollout import evaluate as run_episodes
     from taclab.eval.rollout import success_stats
 
