@@ -33,12 +33,12 @@ from taclab.utils import system_info  # noqa: E402
 IMAGE_SIZE = 168
 STAGE1 = {"epochs": 2, "max_pairs": 4000, "batch_size": 32}
 SFT = {
-    "epochs": 3,
+    "epochs": 10,
     "batch_size": 8,
     "lr": 5e-4,
     "questions": {"level": 300, "compare": 120, "rank": 80, "cross_sensor": 40, "conflict": 80},
 }
-GRPO = {"steps": 40, "prompts_per_step": 4, "num_generations": 4, "max_completion_length": 64, "lr": 2e-5}
+GRPO = {"steps": 60, "prompts_per_step": 4, "num_generations": 4, "max_completion_length": 64, "lr": 1e-4}
 GRPO_RUNS = {  # row name: reward weight overrides
     "GRPO (full)": {},
     "GRPO without counterfactual reward": {"counterfactual": 0.0},
@@ -266,32 +266,56 @@ def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick) -> N
     log(f"wrote {out / 'touch_r1.md'}")
 
 
+def margins(a: dict, b: dict) -> dict:
+    """Two standard errors of the difference between two rows on the same questions (a paired bootstrap would be
+    finer): for EM and CSC from the binomial spread, for OMAE from the per-question errors."""
+    n = a["overall"]["n"]
+    p = (a["overall"]["exact_match"] + b["overall"]["exact_match"]) / 200
+    em = 200 * np.sqrt(2 * p * (1 - p) / n)
+    errs = [s["omae"] for s in a["samples"] + b["samples"] if "omae" in s]
+    omae = 2 * np.sqrt(2) * float(np.std(errs)) / np.sqrt(n) if errs else 0.0
+    g = a["overall"]["groups"] or 1
+    q = ((a["overall"]["csc"] or 0) + (b["overall"]["csc"] or 0)) / 200
+    csc = 200 * np.sqrt(2 * max(q * (1 - q), 0.25 / g) / g)
+    return {"em": em, "omae": omae, "csc": csc, "reliance": em * np.sqrt(2)}
+
+
 def claims(rows) -> list[str]:
+    """Each claim: ``reproduced`` when the difference has the claimed sign and exceeds two standard errors,
+    ``refuted`` when it has the opposite sign beyond them, else ``not resolved``."""
     out = []
     sft, full = rows.get("SFT only"), rows.get("GRPO (full)")
     nocf, nocons = rows.get("GRPO without counterfactual reward"), rows.get("GRPO without consistency reward")
 
-    def verdict(ok):
-        return "reproduced" if ok else "not reproduced"
+    def verdict(diff, margin):
+        return "reproduced" if diff > margin else "refuted" if diff < -margin else "not resolved"
 
     if sft and full:
-        a, b = sft["overall"], full["overall"]
-        ok = b["omae"] < a["omae"] and b["exact_match"] > a["exact_match"] and (b["csc"] or 0) > (a["csc"] or 0)
-        out.append(
-            f"- GRPO beats SFT on OMAE, EM and CSC: {verdict(ok)} (OMAE {a['omae']:.3f} -> {b['omae']:.3f}, "
-            f"EM {a['exact_match']:.1f} -> {b['exact_match']:.1f}, CSC {_f(a['csc'])} -> {_f(b['csc'])})."
-        )
+        a, b, m = sft["overall"], full["overall"], margins(sft, full)
+        parts = [
+            f"OMAE {a['omae']:.3f} -> {b['omae']:.3f}: {verdict(a['omae'] - b['omae'], m['omae'])} (+-{m['omae']:.3f})",
+            f"EM {a['exact_match']:.1f} -> {b['exact_match']:.1f}: "
+            f"{verdict(b['exact_match'] - a['exact_match'], m['em'])} (+-{m['em']:.1f})",
+            f"CSC {_f(a['csc'])} -> {_f(b['csc'])}: {verdict((b['csc'] or 0) - (a['csc'] or 0), m['csc'])} "
+            f"(+-{m['csc']:.1f})",
+        ]
+        out.append("- GRPO beats SFT on OMAE, EM and CSC: " + "; ".join(parts) + ".")
     if full and nocf:
-        a, b = nocf["tactile_reliance"]["mean"], full["tactile_reliance"]["mean"]
+        a, b, m = nocf["tactile_reliance"]["mean"], full["tactile_reliance"]["mean"], margins(nocf, full)
         out.append(
-            f"- The counterfactual reward raises tactile reliance: {verdict(b > a)} (mean reliance without it "
-            f"{a:.1f}, with it {b:.1f} EM points)."
+            f"- The counterfactual reward raises tactile reliance: {verdict(b - a, m['reliance'])} (mean "
+            f"reliance without it {a:.1f}, with it {b:.1f} EM points, +-{m['reliance']:.1f})."
         )
     if full and nocons:
-        a, b = nocons["overall"]["csc"], full["overall"]["csc"]
-        ok = a is not None and b is not None and b > a
-        out.append(f"- The consistency reward raises CSC: {verdict(ok)} (CSC without it {_f(a)}, with it {_f(b)} %).")
-    out.append("- One seed each on a tiny model: differences of a few points are within run-to-run noise.")
+        a, b, m = nocons["overall"]["csc"], full["overall"]["csc"], margins(nocons, full)
+        out.append(
+            f"- The consistency reward raises CSC: {verdict((b or 0) - (a or 0), m['csc'])} (CSC without it "
+            f"{_f(a)}, with it {_f(b)} %, +-{m['csc']:.1f})."
+        )
+    out.append(
+        "- Margins are two standard errors of the difference; one seed per row, so run-to-run variation of "
+        "training is not in them."
+    )
     return out
 
 

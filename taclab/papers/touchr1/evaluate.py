@@ -75,8 +75,10 @@ def evaluate(
                 "prompt": q.prompt,
                 "reference": q.trace,
                 "completion": c,
+                "omae": sc["omae"],
+                "exact": sc["exact"],
             }
-            for q, c in zip(qs, comps, strict=True)
+            for q, c, sc in zip(qs, comps, real["scores"], strict=True)
         ],  # fmt: skip
     }
     if out is not None:
