@@ -12,8 +12,11 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def require_pretrained(name: str | os.PathLike, what: str = "model", hint: str = "") -> str:
-    """``name`` as a string if it is a folder with a ``config.json``, or a hub id that can be loaded.
+def require_pretrained(
+    name: str | os.PathLike, what: str = "model", hint: str = "", marker: str | None = "config.json"
+) -> str:
+    """``name`` as a string if it is a folder with a ``marker`` file (``config.json``; ``None``: any folder), or a
+    hub id that can be loaded.
 
     A hub id counts as loadable when its ``config.json`` is in the local hub cache, or when the hub may be
     reached (``HF_HUB_OFFLINE`` unset); otherwise ``ValueError`` names the value and what is allowed, followed
@@ -23,8 +26,8 @@ def require_pretrained(name: str | os.PathLike, what: str = "model", hint: str =
     tail = f"; {hint}" if hint else ""
     path = Path(text).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{what} folder {text} has no config.json: not a saved model{tail}")
+        if marker is not None and not (path / marker).is_file():
+            raise ValueError(f"{what} folder {text} has no {marker}: not a saved model{tail}")
         return text
     if path.exists():
         raise ValueError(f"{what} {text} is a file; give a model folder or a hub id{tail}")
@@ -34,7 +37,7 @@ def require_pretrained(name: str | os.PathLike, what: str = "model", hint: str =
         raise ValueError(f"{what} folder {text} not found{tail}")
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(text, "config.json")
+    cached = try_to_load_from_cache(text, marker or "config.json")
     if isinstance(cached, str):
         return text
     if _offline():

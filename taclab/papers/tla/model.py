@@ -164,8 +164,9 @@ class TLAModel:
 
         files = files or weights
         hint = "build the tiny offline model with `taclab tla init-tiny PATH` or give a Qwen2-VL folder or hub id"
-        for name in {weights, files}:
-            require_pretrained(name, "base model", hint)
+        require_pretrained(weights, "base model", hint)
+        if files != weights:  # a checkpoint's tokenizer and processor files
+            require_pretrained(files, "checkpoint", marker=None)
         self.tokenizer = AutoTokenizer.from_pretrained(files)
         self.image_processor = _load_image_processor(files, cfg.image_size)
         base = Qwen2VLForConditionalGeneration.from_pretrained(weights, dtype=_dtype(cfg.dtype))
