@@ -3,7 +3,8 @@
 Top to bottom:
 
 1. the training questions (:class:`QuestionConfig`) become a ``datasets.Dataset`` of conversational prompts (the
-   composite image and the question) with a ``qidx`` column that points back at the question;
+   composite image and the question) with a ``qidx`` column that points back at the question, in a random order
+   that keeps the questions of a cross-sensor group together (:func:`group_adjacent`);
 2. the four rewards become TRL reward functions ``f(prompts, completions, qidx, ...) -> [float | None]``:
    ordinal accuracy, cross-sensor consistency (``None`` for other question types), format, and the counterfactual
    tactile-grounding reward, a closure over the trainer's model that answers each prompt again greedily with the
@@ -132,6 +133,17 @@ class RewardFunctions:
         return out
 
 
+def group_adjacent(questions: list, seed: int) -> list:
+    """The questions in random order, the questions of one cross-sensor group kept next to each other (so that a
+    batch holds the same object through several sensors and the consistency reward has references)."""
+    blocks: dict[str, list] = {}
+    for i, q in enumerate(questions):
+        blocks.setdefault(q.group or f"single-{i}", []).append(q)
+    keys = list(blocks)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    return [q for k in order for q in blocks[keys[k]]]
+
+
 def run_grpo(model, data, out, cfg: GRPOStageConfig | dict | None = None, progress: bool = True) -> dict:
     """Train ``model`` (:class:`taclab.papers.touchr1.model.TouchR1Model`) with GRPO on ``data``'s train split."""
     import datasets
@@ -148,7 +160,7 @@ def run_grpo(model, data, out, cfg: GRPOStageConfig | dict | None = None, progre
         return json.loads((out / "done.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     arrays = load_split(data, "train")
-    qs = make_questions(arrays, cfg.questions, "train")
+    qs = group_adjacent(make_questions(arrays, cfg.questions, "train"), cfg.seed)
     qi = QuestionImages(arrays, model.cfg.image_size)
     rows = {
         "prompt": [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q.prompt}]}] for q in qs],
@@ -177,6 +189,7 @@ def run_grpo(model, data, out, cfg: GRPOStageConfig | dict | None = None, progre
         use_cpu=True,
         seed=cfg.seed,
         remove_unused_columns=False,
+        shuffle_dataset=False,  # group_adjacent shuffled already, keeping cross-sensor groups together
         disable_tqdm=not progress,
     )
     trainer = GRPOTrainer(

@@ -40,6 +40,10 @@ def plot_curve(path: Path, series: dict[str, list[float]], ylabel: str, title: s
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, ys in series.items():
         ys = np.asarray(ys, dtype=float)
+        if np.isnan(ys).any():  # a sparse series (a reward that is not paid every step): points
+            x = np.flatnonzero(~np.isnan(ys))
+            ax.plot(x, ys[x], ".", label=name)
+            continue
         k = max(1, len(ys) // 30)
         smooth = np.convolve(ys, np.ones(k) / k, mode="valid") if len(ys) >= k else ys
         ax.plot(np.arange(len(smooth)) + k - 1, smooth, label=name)
