@@ -189,8 +189,8 @@ def test_sensor_overrides():
     np.testing.assert_array_equal(a["tactile"], b["tactile"])
     with pytest.raises(ValueError, match="nois"):
         PegInHoleEnv(sensor_overrides={"nois": 1.0})
-    with pytest.raises(ValueError, match="unknown optical profile 'digit'"):
-        PegInHoleEnv(sensor="digit")
+    with pytest.raises(ValueError, match="unknown optical profile 'nosuch'"):
+        PegInHoleEnv(sensor="nosuch")
 
 
 @pytest.mark.parametrize("shape", ["triangle", "round", "hexagon", "polygon:5", "custom"])
