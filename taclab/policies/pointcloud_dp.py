@@ -76,7 +76,9 @@ class PointCloudDPConfig(BaseModel):
         "squaredcos_cap_v2", description="noise schedule (squaredcos_cap_v2: the cosine schedule)"
     )
     prediction_type: Literal["epsilon", "sample"] = Field(
-        "epsilon", description="what the network predicts: the noise (epsilon) or the clean chunk (sample)"
+        "sample",
+        description="what the network predicts: the clean chunk (sample; fits the demonstrations far better here, "
+        "docs/vt_refine.md) or the noise (epsilon)",
     )
     inference_steps: int = Field(5, ge=1, description="DDIM steps at inference")
     frozen_steps: int = Field(

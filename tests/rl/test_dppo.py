@@ -35,7 +35,7 @@ def cosine_alpha_bar(T: int) -> np.ndarray:
     return np.cumprod(1 - np.array(betas))
 
 
-def env_policy(tmp_path, seed=0):
+def env_policy(tmp_path, seed=0, prediction="epsilon"):
     """A tiny untrained policy whose inputs match the tiny env, with statistics from a few env observations."""
     env = gym.make("taclab/BimanualAssembly-v0", **ENV)
     obs, _ = env.reset(seed=seed)
@@ -47,7 +47,7 @@ def env_policy(tmp_path, seed=0):
         action_low=tuple(env.action_space.low.tolist()),
         action_high=tuple(env.action_space.high.tolist()),
     )
-    p = make_policy("pointcloud_dp", config=TINY, io=io)
+    p = make_policy("pointcloud_dp", config={**TINY, "prediction_type": prediction}, io=io)
     clouds, states, acts = [], [], []
     for _ in range(4):
         a = env.action_space.sample()
@@ -58,8 +58,9 @@ def env_policy(tmp_path, seed=0):
     return p.save(tmp_path / "pretrained"), {CLOUD: np.stack(clouds), STATE: np.stack(states)}
 
 
-def test_logprobs_match_hand_computation(tmp_path):
-    path, batch = env_policy(tmp_path)
+@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
+def test_logprobs_match_hand_computation(tmp_path, prediction):
+    path, batch = env_policy(tmp_path, prediction=prediction)
     p = load_policy(path)
     cfg = DPPOConfig(ddim_steps=2, ft_denoising_steps=2, min_sampling_std=0.2, min_logprob_std=0.3)
     inputs = p.prepare(batch)
@@ -71,9 +72,10 @@ def test_logprobs_match_hand_computation(tmp_path):
         cond = p.model.net.encode(inputs["points"], inputs["state"])
         for k, (t, tp) in enumerate(steps):
             xk = chain[:, k]
-            eps = p.model.net(xk, torch.full((4,), t), cond).numpy().astype(np.float64)
+            out = p.model.net(xk, torch.full((4,), t), cond).numpy().astype(np.float64)
             xk = xk.numpy().astype(np.float64)
-            x0 = np.clip((xk - np.sqrt(1 - ab[t]) * eps) / np.sqrt(ab[t]), -1, 1)
+            x0 = out if prediction == "sample" else (xk - np.sqrt(1 - ab[t]) * out) / np.sqrt(ab[t])
+            x0 = np.clip(x0, -1, 1)
             e = (xk - np.sqrt(ab[t]) * x0) / np.sqrt(1 - ab[t])
             a_prev = ab[tp] if tp >= 0 else 1.0
             mean = np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev) * e
