@@ -15,7 +15,7 @@ after each, so the benchmark can be continued across sessions by running the sam
 
 Usage: python benchmarks/vt_refine.py [--root runs/vt_refine] [--stages demos dp dppo eval]
        [--assemblies round square] [--modalities vt vision] [--no-scratch] [--demos 30] [--dp-steps 800]
-       [--dppo-env-steps 24000] [--sampling-std 0.1] [--num-envs 2] [--eval-episodes 100] [--workers 2] [--threads 1]
+       [--dppo-env-steps 24000] [--sampling-std 0.03] [--num-envs 2] [--eval-episodes 100] [--workers 2] [--threads 1]
        [--out docs/results/vt_refine.md]
 """
 
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dppo-env-steps", type=int, default=24_000)
     ap.add_argument("--num-envs", type=int, default=2)
     ap.add_argument("--n-steps", type=int, default=16)
-    ap.add_argument("--sampling-std", type=float, default=0.1, help="DPPO's min_sampling_std and min_logprob_std")
+    ap.add_argument("--sampling-std", type=float, default=0.03, help="DPPO's min_sampling_std and min_logprob_std")
     ap.add_argument("--eval-episodes", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
