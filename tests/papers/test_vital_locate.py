@@ -42,3 +42,25 @@ def test_oracle_places_the_hand_above_the_target():
     assert r["error_mm"] < 8 and r["success"]
     far = localize_then_execute(env, demo, NoisyOracleLocator(25.0, seed=1), seed=3)
     assert far["error_mm"] > r["error_mm"]
+
+
+def test_keypoint_locator_overfit_gate_and_reload(tmp_path):
+    """The keypoint network memorizes two dozen scenes; against shuffled images its error is far larger; a saved
+    locator reloads with identical answers and refuses another task's query."""
+    from taclab.papers.vital.locate import QUERIES, KeypointLocator, train_keypoint_locator
+
+    rng = np.random.default_rng(0)
+    n, h, w = 24, 32, 40
+    rgb = rng.integers(0, 120, (n, h, w, 3), dtype=np.uint8)
+    uv = np.stack([rng.uniform(4, w - 4, n), rng.uniform(4, h - 4, n)], 1).astype(np.float32)
+    for i, (u, v) in enumerate(uv.astype(int)):
+        rgb[i, v - 2 : v + 2, u - 2 : u + 2] = 255
+    loc = train_keypoint_locator("usb", {"rgb": rgb, "uv": uv}, steps=250, batch=24, width=16)
+    err = np.linalg.norm(loc.predict(rgb) - uv, axis=1).mean()
+    shuffled = np.linalg.norm(loc.predict(rgb[np.roll(np.arange(n), 1)]) - uv, axis=1).mean()
+    assert err < 2.5 and shuffled > 4 * err, (err, shuffled)
+    again = KeypointLocator.load(loc.save(tmp_path / "loc"))
+    np.testing.assert_array_equal(again.predict(rgb[:3]), loc.predict(rgb[:3]))
+    assert np.allclose(again.locate(rgb[0], None, QUERIES["usb"]), uv[0], atol=3)
+    with pytest.raises(ValueError, match="this locator finds"):
+        again.locate(rgb[0], None, QUERIES["plug"])

@@ -13,17 +13,23 @@ it, and let the local policy run.
   the start region above the located point (the demonstrations' start region, 10 cm above the target), run the
   policy; returns success and the localization error.
 
-Not yet here: the keypoint network trained on rendered scenes and the VLM locator that loads a model through
-``transformers`` (docs/vital.md, "Not done yet").
+- :class:`KeypointLocator`: a small convolutional network trained on rendered third-person scenes with exact
+  labels (:func:`render_scenes`, :func:`train_keypoint_locator`), one per task; spatial softmax over a heat map
+  gives the pixel. The offline default.
+
+Not yet here: the VLM locator that loads a pointing model through ``transformers`` (docs/vital.md, "Not done
+yet"); :func:`parse_point` is its answer parser.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 QUERIES = {
     "plug": "the power socket",
@@ -128,3 +134,140 @@ def localize_then_execute(env, policy, locator: Locator, seed: int, options: dic
         "error_mm": float(np.linalg.norm(located - entry) * 1000),
         "pixel": [float(x) for x in uv],
     }
+
+
+# ------------------------------------------------------------------------------------------ keypoint network
+def render_scenes(task: str, n: int, size: tuple[int, int] = (60, 80), seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` third-person views of a task with the target at new places (and at its trained one), every
+    background and lighting: ``rgb`` (n, H, W, 3) uint8 and ``uv`` (n, 2), the target's exact pixel."""
+    from taclab.envs.base import make
+    from taclab.envs.vital import ENV_IDS
+    from taclab.sim.vital import BACKGROUNDS, LIGHTINGS
+
+    env = make(ENV_IDS[task], third_person=True, third_person_size=tuple(size), image_size=(16, 16), masks=False)
+    rng = np.random.default_rng(seed)
+    rgbs, uvs = [], []
+    try:
+        for _ in range(n):
+            opts = {
+                "target": "novel" if rng.random() < 0.8 else "train",
+                "background": BACKGROUNDS[rng.integers(len(BACKGROUNDS))],
+                "lighting": LIGHTINGS[rng.integers(len(LIGHTINGS))],
+            }
+            env.reset(seed=int(rng.integers(2**31)), options=opts)
+            view = env.unwrapped.third_person()
+            rgbs.append(view["rgb"])
+            uvs.append(project(env.unwrapped.sim.target_pose()[0], view["K"], view["world_from_camera"]))
+    finally:
+        env.close()
+    return {"rgb": np.stack(rgbs), "uv": np.stack(uvs).astype(np.float32)}
+
+
+class KeypointNet(nn.Module):
+    """Convolutions to one heat map at 1/4 resolution; its spatial softmax's expected position, in [-1, 1]."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        c = width
+        self.body = nn.Sequential(
+            nn.Conv2d(3, c, 5, 2, 2), nn.GroupNorm(4, c), nn.ReLU(),
+            nn.Conv2d(c, c, 3, 1, 1), nn.GroupNorm(4, c), nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 3, 2, 1), nn.GroupNorm(4, 2 * c), nn.ReLU(),
+            nn.Conv2d(2 * c, 2 * c, 3, 1, 2, dilation=2), nn.GroupNorm(4, 2 * c), nn.ReLU(),
+            nn.Conv2d(2 * c, 2 * c, 3, 1, 4, dilation=4), nn.GroupNorm(4, 2 * c), nn.ReLU(),
+            nn.Conv2d(2 * c, 1, 1),
+        )  # fmt: skip
+
+    def forward(self, x):
+        import torch
+
+        m = self.body(x)[:, 0]
+        b, h, w = m.shape
+        p = m.flatten(1).softmax(-1).reshape(b, h, w)
+        xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device)
+        ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device)
+        return torch.stack([(p.sum(1) * xs).sum(-1), (p.sum(2) * ys).sum(-1)], -1)
+
+
+def _to_input(rgb):
+    import torch
+
+    return torch.as_tensor(np.asarray(rgb)).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.25)
+
+
+def _norm_uv(uv, h: int, w: int):
+    return np.asarray(uv, np.float32) / np.array([w, h], np.float32) * 2 - 1
+
+
+def train_keypoint_locator(
+    task: str, data: dict[str, np.ndarray], steps: int = 600, batch: int = 32, lr: float = 2e-3, seed: int = 0,
+    width: int = 32,
+) -> KeypointLocator:  # fmt: skip
+    """Fit a :class:`KeypointNet` to rendered scenes (``rgb``, exact ``uv``) with an L1 loss on the position."""
+    import torch
+
+    torch.manual_seed(seed)
+    net = KeypointNet(width)
+    rgb, uv = data["rgb"], data["uv"]
+    n, h, w = rgb.shape[:3]
+    x, y = _to_input(rgb), torch.as_tensor(_norm_uv(uv, h, w))
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    net.train()
+    for _ in range(steps):
+        idx = torch.randint(0, n, (min(batch, n),), generator=g)
+        loss = (net(x[idx]) - y[idx]).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    return KeypointLocator(task, net, (h, w))
+
+
+class KeypointLocator(Locator):
+    """A trained :class:`KeypointNet` for one task; answers only that task's query (:data:`QUERIES`)."""
+
+    def __init__(self, task: str, net: KeypointNet, size: tuple[int, int]):
+        self.task, self.net, self.size = task, net, tuple(size)
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        """(n, 2) pixels of a batch of (n, H, W, 3) images of the trained size."""
+        import torch
+
+        rgb = np.asarray(rgb)
+        if rgb.shape[1:3] != self.size:
+            raise ValueError(f"the locator was trained on {self.size} images, got {rgb.shape[1:3]}")
+        with torch.no_grad():
+            out = self.net(_to_input(rgb)).numpy()
+        h, w = self.size
+        return (out + 1) / 2 * np.array([w, h])
+
+    def locate(self, rgb, depth, query, truth_uv=None) -> np.ndarray:
+        if query != QUERIES[self.task]:
+            raise ValueError(f"this locator finds {QUERIES[self.task]!r} ({self.task}); got the query {query!r}")
+        return self.predict(np.asarray(rgb)[None])[0]
+
+    def save(self, directory) -> Path:
+        import json
+
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(d / "locator.safetensors"))
+        width = self.net.body[0].out_channels
+        (d / "locator.json").write_text(json.dumps({"task": self.task, "size": list(self.size), "width": width}))
+        return d
+
+    @classmethod
+    def load(cls, directory) -> KeypointLocator:
+        import json
+
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        meta = json.loads((d / "locator.json").read_text())
+        net = KeypointNet(meta["width"])
+        net.load_state_dict(load_file(str(d / "locator.safetensors")))
+        net.eval()
+        return cls(meta["task"], net, tuple(meta["size"]))
