@@ -8,8 +8,9 @@ the task lists ``paper`` (table 1: green screen, trained position), ``spatial`` 
 every evaluation is kept under ``--root`` and skipped when finished (a training run left unfinished is resumed),
 so the benchmark can be continued across sessions; the tables are rewritten after every step.
 
-RLPD learns from scratch on the frozen encoders of the task's ViSk policy (``taclab.rl.rlpd``). Not part of it
-yet: the localize-then-execute table (5) (docs/vital.md lists it as not done).
+RLPD learns from scratch on the frozen encoders of the task's ViSk policy (``taclab.rl.rlpd``). Table 5:
+VITAL-BC and VITAL run with the target at new places after the task's keypoint locator (trained once on 240
+rendered scenes) or the exact oracle placed the hand above it (``taclab.papers.vital.locate``).
 
 Usage: nice -n 10 python benchmarks/vital.py [--tasks usb,plug,card,key,pick] [--episodes 20] [--rl-steps 16000]
        [--workers 2] [--root runs/vital] [--lists paper,spatial,scene,spatial_scene]
@@ -161,6 +162,49 @@ def cell(r: dict | None) -> str:
     return f"{100 * r['success'] / r['episodes']:.0f} % ({r['success']}/{r['episodes']})"
 
 
+def locator_for(task: str, root: Path):
+    """The task's keypoint locator, trained once on rendered scenes (240 views, 60 x 80) and kept."""
+    from taclab.papers.vital.locate import KeypointLocator, render_scenes, train_keypoint_locator
+
+    folder = root / "locator" / task
+    if (folder / "locator.json").is_file():
+        return KeypointLocator.load(folder)
+    log(f"training the keypoint locator of {task}")
+    t0 = time.perf_counter()
+    loc = train_keypoint_locator(task, render_scenes(task, 240, seed=0), steps=1000)
+    test = render_scenes(task, 60, seed=1)
+    err = np.linalg.norm(loc.predict(test["rgb"]) - test["uv"], axis=1)
+    loc.save(folder)
+    info = {"seconds": time.perf_counter() - t0, "test_px_median": float(np.median(err)),
+            "test_px_p90": float(np.percentile(err, 90))}  # fmt: skip
+    (folder / "test.json").write_text(json.dumps(info, indent=2))
+    log(f"locator {task}: median error {info['test_px_median']:.1f} px on 60 new scenes")
+    return loc
+
+
+def table5(name: str, policy: Path, task: str, root: Path, episodes: int) -> None:
+    """Localize-then-execute with the keypoint locator and the exact oracle, target at new places (Table 5)."""
+    from taclab.envs.base import make
+    from taclab.envs.vital import ENV_IDS
+    from taclab.papers.vital.locate import NoisyOracleLocator, localize_then_execute
+    from taclab.policies import load_policy
+
+    p = load_policy(policy)
+    frozen = getattr(p, "base", None)
+    h, w = (frozen.policy if frozen is not None else p).io.inputs["observation.wrist_rgb"].shape[:2]
+    for lname, loc in (("keypoint", locator_for(task, root)), ("oracle", NoisyOracleLocator(0.0))):
+        cache = root / "eval" / f"{name}_{task}_locate-{lname}_{episodes}.json"
+        if cache.is_file():
+            continue
+        env = make(ENV_IDS[task], image_size=(h, w), third_person=True, third_person_size=(60, 80))
+        rs = [localize_then_execute(env, p, loc, seed=10_000 + i) for i in range(episodes)]
+        env.close()
+        out = {"success": sum(r["success"] for r in rs), "episodes": len(rs),
+               "error_mm_median": float(np.median([r["error_mm"] for r in rs]))}  # fmt: skip
+        cache.write_text(json.dumps(out, indent=2))
+        log(f"{name} {task} localize-then-execute ({lname}): {out['success']}/{out['episodes']}")
+
+
 def _slug(name: str) -> str:
     return name.lower().replace("-", "_").replace(" ", "_").replace("+", "plus")
 
@@ -170,7 +214,7 @@ def collect(root: Path, args) -> tuple[dict, dict]:
     results, times = {}, {}
     for m in METHODS:
         for t in TASK_ORDER:
-            for lst in ("paper", "spatial", "scene", "spatial_scene"):
+            for lst in ("paper", "spatial", "scene", "spatial_scene", "locate-keypoint", "locate-oracle"):
                 f = root / "eval" / f"{m}_{t}_{lst}_{args.episodes}.json"
                 if f.is_file():
                     results[(m, t, lst)] = json.loads(f.read_text())
@@ -239,6 +283,13 @@ def write_report(results: dict, times: dict, args) -> None:
             pv = {"BAKU": PAPER_T1["BAKU"], "ViSk": PAPER_T1["ViSk"], "VITAL": PAPER_T1["VITAL"], **PAPER_T4}.get(m)
             row.append(f"{pv[i]}/10" if pv and i < len(pv) else "-")
         lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Table 5: localize-then-execute (target at new places; the hand starts above the located point)",
+              "", "| method | locator | " + " | ".join(f"{t} (taclab)" for t in tasks) + " |",
+              "|---|---|" + "---|" * len(tasks)]  # fmt: skip
+    for m in ("VITAL-BC", "VITAL"):
+        for lname in ("keypoint", "oracle"):
+            cells = [cell(results.get((m, t, f"locate-{lname}"))) for t in tasks]
+            lines.append(f"| {m} | {lname} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Cost (seconds of wall time on the shared machine)",
@@ -296,6 +347,9 @@ def main() -> None:
             for lst in lists if name != "visual BC + RL" else ["paper"]:
                 cache = root / "eval" / f"{name}_{task}_{lst}_{args.episodes}.json"
                 evaluate_on(policy, task, lst, args.episodes, args.workers, cache)
+                write_report(*collect(root, args), args)
+            if name in ("VITAL-BC", "VITAL"):
+                table5(name, policy, task, root, args.episodes)
                 write_report(*collect(root, args), args)
     write_report(*collect(root, args), args)
     log(f"done: {RESULTS}")
