@@ -283,6 +283,14 @@ def write_report(results: dict, times: dict, args) -> None:
             pv = {"BAKU": PAPER_T1["BAKU"], "ViSk": PAPER_T1["ViSk"], "VITAL": PAPER_T1["VITAL"], **PAPER_T4}.get(m)
             row.append(f"{pv[i]}/10" if pv and i < len(pv) else "-")
         lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## How the episodes ended", ""]
+    lines += ["| method | task | list | success | skin limit | dropped | timeout |", "|---|---|---|---|---|---|---|"]
+    for (m, t, lst), r in sorted(results.items()):
+        if "failures" in r:
+            f = r["failures"]
+            lines.append(
+                f"| {m} | {t} | {lst} | {r['success']} | {f['skin_limit']} | {f['dropped']} | {f['timeout']} |"
+            )
     lines += ["", "## Table 5: localize-then-execute (target at new places; the hand starts above the located point)",
               "", "| method | locator | " + " | ".join(f"{t} (taclab)" for t in tasks) + " |",
               "|---|---|" + "---|" * len(tasks)]  # fmt: skip
