@@ -182,20 +182,25 @@ def write_results(root: Path, out: Path, quick: bool = False) -> Path:
         "## Cost on this machine",
         "",
         f"Measured by `python benchmarks/tla_baselines.py` and `python benchmarks/tla_model.py` ({info['cpus']} CPU "
-        f"cores, torch {info['torch']}); ms/action is the mean time of `act` in one worker process with one thread.",
+        f"cores, torch {info['torch']}); ms/action is the mean time of `act` in one worker process with one thread. "
+        "Times are wall clock: they depend on what else the machine ran. Epochs and optimizer steps are those each "
+        "run trained (`--epochs` / `--max-steps` shorten a run).",
         "",
-        "| step | training time (s) | samples/s | parameters | closed-loop episodes | closed-loop time (s) "
-        "| ms/action |",
-        "|---|---|---|---|---|---|---|",
+        "| step | epochs | optimizer steps | training time (s) | samples/s | parameters | closed-loop episodes "
+        "| closed-loop time (s) | ms/action |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in sorted(root.glob("timings_*.json")):
         for name, t in json.loads(f.read_text()).items():
             if "seconds" in t:
-                lines.append(f"| {name} | {t['seconds']} | | | | | |")
+                lines.append(f"| {name} | | | {t['seconds']} | | | | | |")
                 continue
             ms = t.get("ms_per_action")
+            summary = root / slug(name) / "summary.json"
+            s = json.loads(summary.read_text()) if summary.is_file() else {}
             lines.append(
-                f"| {name} | {t.get('train_s', '')} | {t.get('samples_per_s', '')} | {t.get('params', '')} | "
+                f"| {name} | {s.get('epochs_done', '')} | {s.get('steps', '')} | {t.get('train_s', '')} | "
+                f"{t.get('samples_per_s', '')} | {t.get('params', '')} | "
                 f"{t.get('eval_episodes', '')} | {t.get('eval_s', '')} | {'' if ms is None else f'{ms:.2f}'} |"
             )
     lines.append("")
