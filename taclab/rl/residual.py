@@ -382,7 +382,7 @@ def seed_with_demos(cfg, base: FrozenBase, replay: Replay, bound, gen) -> int:
             f, b = base.step(obs, cfg.aug_views, cfg.augment, gen)
             states.append(base.state(f, b))
             u = (d["action"][i, list(cfg.offset_dims)] - b[list(cfg.offset_dims)]) / np.maximum(bound, 1e-9)
-            us.append(np.clip(u, -1, 1))
+            us.append(np.where(bound > 0, np.clip(u, -1, 1), 0.0))  # a dimension the demos never move has no offset
             info = {"goal_error_mm": d["next.goal_error_mm"][i], "is_success": bool(d["next.success"][i])}
             rewards.append(reward_of(info, i == len(d["action"]) - 1, cfg))
         states.append(states[-1])  # the last demonstration step is terminal: its next state is never used
