@@ -50,6 +50,9 @@ QUICK = {
     "sft": {"epochs": 1, "questions": {"level": 8, "compare": 2, "rank": 2, "cross_sensor": 1, "conflict": 2}},
     "grpo": {"steps": 2, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 24},
 }
+CENTER_SFT = "SFT only, centred touch"
+CENTER_GRPO = "GRPO (full), centred touch"
+"""Rows of the model whose tactile tiles are in the ``center`` representation (the others: relative to the gel)."""
 PAPER = {"Touch-R1-7B": (0.24, 39.5, 71.3), "Gemini-2.5-Pro": (0.67, 13.8, 41.8), "SToLa": (0.45, 22.1, 51.9)}
 """OMAE, L2-EM, CSC reported by the paper (its metric definitions are not public)."""
 
@@ -97,6 +100,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results", help="where the report goes")
     ap.add_argument("--workers", type=int, default=2, help="dataset generation workers")
     ap.add_argument("--quick", action="store_true", help="tiny budgets everywhere: a smoke run, not for the docs")
+    ap.add_argument("--no-center-grpo", action="store_true", help="stop after the centred-touch SFT row")
     args = ap.parse_args()
     torch.set_num_threads(1)
     root = args.root
@@ -167,8 +171,30 @@ def main() -> None:
             root, name, lambda s=slug: ModelAnswerer(TouchR1Model.load(root / s / "model")), data, args.quick
         )
 
+    # the same SFT (and GRPO) with the tactile tiles in the centred representation (new run folders and rows)
+    from taclab.papers.touchr1.inputs import CENTER
+
+    tac = {"tactile": CENTER}
+    s2c = run_sft(TouchR1Model.load(root / "stage1" / "model", **tac), data, root / "sft_center", sftcfg)
+    timings["stage 2 (SFT), centred touch"] = s2c["seconds"]
+    log(f"stage 2 (centred touch) done: final loss {s2c['final_loss']:.3f}")
+    rows[CENTER_SFT] = evaluate_row(
+        root, CENTER_SFT, lambda: ModelAnswerer(TouchR1Model.load(root / "sft_center" / "model")), data, args.quick
+    )
+    sfts = {"SFT": s2, "SFT, centred touch": s2c}
+    write_report(args.out, root, rows, s1, sfts, grpo_summaries, timings, args.quick)
+    if not args.no_center_grpo:
+        cfg = merge(GRPO, QUICK["grpo"]) if args.quick else dict(GRPO)
+        log(f"stage 3: {CENTER_GRPO}")
+        s3 = run_grpo(TouchR1Model.load(root / "sft_center" / "model"), data, root / "grpo_center", cfg)
+        grpo_summaries[CENTER_GRPO] = s3
+        timings[f"stage 3: {CENTER_GRPO}"] = s3["seconds"]
+        rows[CENTER_GRPO] = evaluate_row(
+            root, CENTER_GRPO, lambda: ModelAnswerer(TouchR1Model.load(root / "grpo_center" / "model")), data,
+            args.quick,
+        )  # fmt: skip
     timings["total (this invocation)"] = time.perf_counter() - t_all
-    write_report(args.out, root, rows, s1, s2, grpo_summaries, timings, args.quick)
+    write_report(args.out, root, rows, s1, sfts, grpo_summaries, timings, args.quick)
 
 
 def _f(v, fmt=".1f") -> str:
@@ -180,7 +206,9 @@ def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick) -> N
 
     figs = out / "touch_r1"
     figs.mkdir(parents=True, exist_ok=True)
-    for src, dst in ((root / "sft" / "loss.png", "sft_loss.png"), (root / "stage1" / "loss.png", "stage1_loss.png")):
+    pngs = [(root / "sft" / "loss.png", "sft_loss.png"), (root / "stage1" / "loss.png", "stage1_loss.png")]
+    pngs.append((root / "sft_center" / "loss.png", "sft_center_loss.png"))
+    for src, dst in pngs:
         if src.is_file():
             shutil.copy(src, figs / dst)
     curves = {}
@@ -249,12 +277,18 @@ def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick) -> N
         f"- Stage 1 (next tactile field, test MSE in units of (0.1 mm)^2): model {_f(s1['test']['model_mse'], '.4f')}, "
         f"copy the current field {_f(s1['test']['copy_mse'], '.4f')}, "
         f"predict the mean {_f(s1['test']['mean_mse'], '.4f')}.",
-        f"- Stage 2 (SFT): {s2['questions']} questions, {s2['steps']} steps, final loss {s2['final_loss']:.3f}.",
     ]
+    for name, s in s2.items():
+        L.append(
+            f"- Stage 2 ({name}): {s['questions']} questions, {s['steps']} steps, final loss {s['final_loss']:.3f}."
+        )
     for name, s in grpo.items():
         fin = ", ".join(f"{k} {_f(v, '.3f')}" for k, v in s["final"].items())
         L.append(f"- Stage 3, {name}: {s['steps']} steps; mean of the last 10 logged rewards: {fin}.")
-    L += ["", "![SFT loss](touch_r1/sft_loss.png)", "", "![GRPO reward](touch_r1/grpo_total_reward.png)", ""]
+    L += ["", "![SFT loss](touch_r1/sft_loss.png)", ""]
+    if "SFT, centred touch" in s2:
+        L += ["![SFT loss, centred touch](touch_r1/sft_center_loss.png)", ""]
+    L += ["![GRPO reward](touch_r1/grpo_total_reward.png)", ""]
     for name in grpo:
         slug = "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
         L.append(f"![{name} rewards](touch_r1/rewards_{slug}.png)")
@@ -311,6 +345,23 @@ def claims(rows) -> list[str]:
         out.append(
             f"- The consistency reward raises CSC: {verdict((b or 0) - (a or 0), m['csc'])} (CSC without it "
             f"{_f(a)}, with it {_f(b)} %, +-{m['csc']:.1f})."
+        )
+    csft, cgrpo = rows.get(CENTER_SFT), rows.get(CENTER_GRPO)
+    if sft and csft:
+        a, b, m = sft["overall"], csft["overall"], margins(sft, csft)
+        out.append(
+            f"- The centred tactile representation (SFT) raises EM: {a['exact_match']:.1f} -> {b['exact_match']:.1f} "
+            f"{verdict(b['exact_match'] - a['exact_match'], m['em'])} (+-{m['em']:.1f}); tactile reliance "
+            f"{sft['tactile_reliance']['mean']:.1f} -> {csft['tactile_reliance']['mean']:.1f} EM points "
+            f"({verdict(csft['tactile_reliance']['mean'] - sft['tactile_reliance']['mean'], m['reliance'])}, "
+            f"+-{m['reliance']:.1f})."
+        )
+    if csft and cgrpo:
+        a, b, m = csft["overall"], cgrpo["overall"], margins(csft, cgrpo)
+        out.append(
+            f"- GRPO beats SFT (centred touch): OMAE {a['omae']:.3f} -> {b['omae']:.3f} "
+            f"{verdict(a['omae'] - b['omae'], m['omae'])} (+-{m['omae']:.3f}); EM {a['exact_match']:.1f} -> "
+            f"{b['exact_match']:.1f} {verdict(b['exact_match'] - a['exact_match'], m['em'])} (+-{m['em']:.1f})."
         )
     out.append(
         "- Margins are two standard errors of the difference; one seed per row, so run-to-run variation of "

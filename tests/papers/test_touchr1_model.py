@@ -45,12 +45,14 @@ def test_tiny_tokenizer_round_trips_answers(tiny):
 
 
 def test_vlm_overfit_gate(data, tiny):
-    """The VLM memorizes 8 questions whose answer only the composite image tells (same prompt; hardness 1 or 5,
-    shown by the object's look and its touch); with the images shuffled the loss is several times higher."""
+    """The VLM memorizes 8 questions whose answer only the touch tells (same prompt; hardness 1 or 5; no object
+    picture in the composite: its place stays grey), with the tactile tiles in the centred representation and its
+    statistics fitted on the 8 objects; with the images shuffled the loss is many times higher. (In the
+    relative-to-gel view the same run ends at the same loss with real and shuffled touch, docs/touch_r1.md.)"""
     import torch
 
     from taclab.papers.touchr1.dataset import TouchR1DatasetConfig, simulate_object
-    from taclab.papers.touchr1.inputs import QuestionImages
+    from taclab.papers.touchr1.inputs import CENTER
     from taclab.papers.touchr1.model import TouchR1Model
     from taclab.papers.touchr1.objects import TouchObject
     from taclab.papers.touchr1.questions import Question
@@ -65,13 +67,15 @@ def test_vlm_overfit_gate(data, tiny):
         rows.append(simulate_object(obj, obj.levels, cfg, rng))
     arrays = {"tactile": np.stack([r["tactile"] for r in rows]), "sensors": np.array(["gelstereo"] * 8),
               "object_image": np.stack([r["object_image"] for r in rows])}  # fmt: skip
-    qi = QuestionImages(arrays, 84)
+    m = TouchR1Model({"model": str(tiny), "image_size": 84, "tactile": CENTER})
+    m.fit_tactile_stats(arrays)
+    qi = m.question_images(arrays, show_object=False)
     ims = [qi.image(Question("q", "level", "hardness", (k,), (0,), (h,), "", "", "")) for k, h in enumerate(hard)]
+    assert all((im[:, :28] == 128).all() for im in ims)  # no object picture
     prompts = ["Touch A: gelstereo. Rate the hardness of A."] * 8
     answers = [f"<conclude>A={h}</conclude>" for h in hard]
-    m = TouchR1Model({"model": str(tiny), "image_size": 84})
     opt = torch.optim.AdamW(m.model.parameters(), lr=1e-3)
-    for _ in range(100):
+    for _ in range(250):
         loss = m.loss(ims, prompts, answers)
         opt.zero_grad()
         loss.backward()
@@ -80,7 +84,43 @@ def test_vlm_overfit_gate(data, tiny):
     with torch.no_grad():
         real = float(m.loss(ims, prompts, answers))
         shuffled = float(m.loss([ims[j] for j in np.roll(np.arange(8), 4)], prompts, answers))
-    assert real < 0.25 and shuffled > 3 * real, (real, shuffled)
+    assert real < 0.05 and shuffled > 5 * real, (real, shuffled)
+
+
+def test_tactile_representation_saved_with_checkpoint(data, tiny, tmp_path):
+    """Statistics fitted on the training split, saved in normalization.safetensors and read back; the average
+    object's touch maps to 128; a checkpoint without the tactile key reads the relative-to-gel view; the raw
+    frames stay available."""
+    from taclab.papers.touchr1.inputs import CENTER, RELATIVE, QuestionImages, load_split, represented_frames
+    from taclab.papers.touchr1.model import STATS_FILE, TouchR1Model
+
+    a = load_split(data, "train")
+    m = TouchR1Model({"model": str(tiny), "image_size": 84})
+    assert m.cfg.tactile == CENTER
+    with pytest.raises(RuntimeError, match="needs statistics"):
+        m.question_images(a)
+    m.fit_tactile_stats(a)
+    sensors = str(a["sensors"][0]).split(",")
+    assert {f"tactile_mean/{s}" for s in sensors} <= set(m.tactile_stats)
+    mean = m.tactile_stats[f"tactile_mean/{sensors[1]}"].numpy()
+    avg = represented_frames(np.round(mean).astype(np.uint8), sensors[1], CENTER, m.tactile_stats)
+    assert abs(avg.astype(float) - 128).mean() < 40  # rounding of the mean only (gain 128 per std)
+    f = m.question_images(a).frames(0, 1)
+    assert f.dtype == np.uint8 and f.shape == a["tactile"][0, 1].shape and f.std() > 20
+    assert not np.array_equal(f, QuestionImages(a).frames(0, 1))  # differs from the relative view
+    m.save(tmp_path / "ck")
+    assert (tmp_path / "ck" / STATS_FILE).is_file()
+    m2 = TouchR1Model.load(tmp_path / "ck")
+    assert np.array_equal(m2.question_images(a).frames(0, 1), f)
+    # a checkpoint written before the key: the relative view, exactly as before
+    cfg = json.loads((tmp_path / "ck" / "touchr1_config.json").read_text())
+    del cfg["tactile"]
+    (tmp_path / "ck" / "touchr1_config.json").write_text(json.dumps(cfg))
+    old = TouchR1Model.load(tmp_path / "ck")
+    assert old.cfg.tactile == RELATIVE
+    assert np.array_equal(old.question_images(a).frames(0, 1), QuestionImages(a).frames(0, 1))
+    raw = TouchR1Model.load(tmp_path / "ck", tactile={"subtract": "none", "normalize": "none"})
+    assert np.array_equal(raw.question_images(a).frames(2, 0), a["tactile"][2, 0])
 
 
 def test_stages_end_to_end(data, tiny, tmp_path):

@@ -30,6 +30,7 @@ class ModelAnswerer:
     def __call__(self, questions, images_of, kind: str) -> list[str]:
         out = []
         rng = np.random.default_rng(0)
+        images_of = self.model.question_images(images_of)  # the model's tactile representation
         for i in range(0, len(questions), self.batch_size):
             qs = questions[i : i + self.batch_size]
             imgs = [images_of.image(q, kind, rng) for q in qs]

@@ -150,7 +150,7 @@ def run_grpo(model, data, out, cfg: GRPOStageConfig | dict | None = None, progre
     from PIL import Image
     from trl import GRPOConfig, GRPOTrainer
 
-    from taclab.papers.touchr1.inputs import QuestionImages, load_split
+    from taclab.papers.touchr1.inputs import load_split
     from taclab.papers.touchr1.questions import make_questions
     from taclab.papers.touchr1.sft import plot_curve
 
@@ -161,7 +161,9 @@ def run_grpo(model, data, out, cfg: GRPOStageConfig | dict | None = None, progre
     out.mkdir(parents=True, exist_ok=True)
     arrays = load_split(data, "train")
     qs = group_adjacent(make_questions(arrays, cfg.questions, "train"), cfg.seed)
-    qi = QuestionImages(arrays, model.cfg.image_size)
+    if model.tactile_stats is None:
+        model.fit_tactile_stats(arrays)
+    qi = model.question_images(arrays)
     rows = {
         "prompt": [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q.prompt}]}] for q in qs],
         "image": [Image.fromarray(qi.image(q)) for q in qs],

@@ -5,6 +5,12 @@ three-tag answer.
 Batches are built with the TLA model's input builder (:func:`taclab.papers.tla.inputs.build_batch`): the same
 chat layout, the answer-only loss. :func:`processor` makes the ``Qwen2VLProcessor`` that TRL's ``GRPOTrainer``
 needs without a video processor (which would need torchvision).
+
+The tactile tiles of the composite are shown in the representation ``tactile`` of :class:`ModelConfig`
+(:mod:`.inputs`; by default ``center`` at gain 128); its statistics are fitted on the training split
+(:meth:`TouchR1Model.fit_tactile_stats`, done by the SFT and GRPO stages when missing) and saved with the checkpoint
+in ``normalization.safetensors``. A checkpoint written before the ``tactile`` key existed reads the relative-to-gel
+view (:data:`taclab.papers.touchr1.inputs.RELATIVE`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from taclab.papers.touchr1.inputs import CENTER, RELATIVE
+from taclab.policies.tactile_input import TactileInputConfig
+
 CONFIG_FILE = "touchr1_config.json"
+STATS_FILE = "normalization.safetensors"
 
 
 class ModelConfig(BaseModel):
@@ -30,6 +40,10 @@ class ModelConfig(BaseModel):
     freeze_vision: bool = Field(False, description="keep the ViT frozen (its merger still trains)")
     max_new_tokens: int = Field(96, ge=8, le=1024, description="longest answer in tokens")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="weight dtype")
+    tactile: TactileInputConfig = Field(
+        default_factory=lambda: CENTER,
+        description="representation of the tactile tiles (docs/touch_r1.md); statistics fitted on training data",
+    )
 
 
 def processor(tokenizer, image_processor):
@@ -78,14 +92,52 @@ class TouchR1Model:
             for name, p in model.model.visual.named_parameters():
                 p.requires_grad_(name.startswith("merger."))
         self.model = model
+        self.tactile_stats: dict | None = None  # per-sensor statistics of cfg.tactile (inputs.fit_stats)
 
     @classmethod
-    def load(cls, folder: str | Path) -> TouchR1Model:
+    def load(cls, folder: str | Path, **overrides) -> TouchR1Model:
+        """A checkpoint written by :meth:`save`; ``overrides`` replace config keys (e.g. ``tactile``: another
+        representation, whose statistics the next training stage fits)."""
         folder = Path(folder)
         if not (folder / CONFIG_FILE).is_file():
             raise ValueError(f"{folder} is not a Touch-R1 checkpoint (no {CONFIG_FILE})")
-        cfg = ModelConfig(**json.loads((folder / CONFIG_FILE).read_text()))
-        return cls(cfg, weights=str(folder))
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        if "tactile" not in config:  # written before the representation existed: the relative-to-gel view
+            config["tactile"] = RELATIVE.model_dump()
+        cfg = ModelConfig(**{**config, **overrides})
+        self = cls(cfg, weights=str(folder))
+        if (folder / STATS_FILE).is_file() and cfg.tactile == ModelConfig(**config).tactile:
+            from safetensors.torch import load_file
+
+            self.tactile_stats = load_file(str(folder / STATS_FILE))
+        return self
+
+    def fit_tactile_stats(self, arrays: dict, max_samples: int = 512) -> None:
+        """Fit the statistics of ``cfg.tactile`` on a training split's arrays (``tactile``, ``sensors``)."""
+        from taclab.papers.touchr1.inputs import fit_stats
+
+        if self.cfg.tactile.is_raw:
+            self.tactile_stats = {}
+            return
+        sensors = str(arrays["sensors"][0]).split(",")
+        self.tactile_stats = fit_stats(arrays["tactile"], sensors, self.cfg.tactile, max_samples)
+
+    def question_images(self, arrays_or_images, **kw):
+        """:class:`taclab.papers.touchr1.inputs.QuestionImages` of a split (its arrays, or the composites of another
+        view of it) in this model's representation and image size."""
+        from taclab.papers.touchr1.inputs import QuestionImages
+
+        qi = arrays_or_images
+        if not isinstance(qi, QuestionImages):
+            qi = QuestionImages(qi, self.cfg.image_size, **kw)
+        if self.cfg.tactile == RELATIVE:
+            return qi.represented(None)
+        if not self.cfg.tactile.is_raw and self.tactile_stats is None and self.cfg.tactile.normalize != "none":
+            raise RuntimeError(
+                f"the tactile representation {self.cfg.tactile.normalize!r} needs statistics: fit them on the "
+                "training split first (fit_tactile_stats)"
+            )
+        return qi.represented(self.cfg.tactile, self.tactile_stats or None)
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -93,6 +145,11 @@ class TouchR1Model:
         model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
         model.save_pretrained(str(folder))
         self.tokenizer.save_pretrained(str(folder))
+        if self.tactile_stats:
+            from safetensors.torch import save_file
+
+            stats = {k: v.detach().cpu().contiguous() for k, v in self.tactile_stats.items()}
+            save_file(stats, str(folder / STATS_FILE))
         (folder / CONFIG_FILE).write_text(json.dumps({**self.cfg.model_dump(), "finetune": "full"}, indent=2) + "\n")
         return folder
 

@@ -61,7 +61,7 @@ def run_sft(model, data, out, cfg: SFTConfig | dict | None = None, progress: boo
     split; returns the summary written to ``<out>/done.json``."""
     import torch
 
-    from taclab.papers.touchr1.inputs import QuestionImages, load_split
+    from taclab.papers.touchr1.inputs import load_split
     from taclab.papers.touchr1.questions import make_questions
 
     cfg = cfg if isinstance(cfg, SFTConfig) else SFTConfig(**(cfg or {}))
@@ -71,7 +71,9 @@ def run_sft(model, data, out, cfg: SFTConfig | dict | None = None, progress: boo
     out.mkdir(parents=True, exist_ok=True)
     arrays = load_split(data, "train")
     qs = make_questions(arrays, cfg.questions, "train")
-    qi = QuestionImages(arrays, model.cfg.image_size)
+    if model.tactile_stats is None:
+        model.fit_tactile_stats(arrays)  # the representation's statistics, on the training split
+    qi = model.question_images(arrays)
     images = [qi.image(q) for q in qs]
     rng = np.random.default_rng(cfg.seed)
     params = [p for p in model.model.parameters() if p.requires_grad]
@@ -105,6 +107,7 @@ def run_sft(model, data, out, cfg: SFTConfig | dict | None = None, progress: boo
         "steps": step,
         "final_loss": float(np.mean(losses[-10:])),
         "seconds": time.perf_counter() - t0,
+        "tactile": model.cfg.tactile.model_dump(),
         "config": cfg.model_dump(),
     }
     (out / "done.json").write_text(json.dumps(summary, indent=2) + "\n")
