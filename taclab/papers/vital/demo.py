@@ -67,6 +67,8 @@ def demo(out: str | Path, seed: int = 0, workers: int | None = None, config: dic
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     workers = min(2, workers or os.cpu_count() or 1)
+    # one torch thread when other jobs already keep every core busy (several threads then mostly wait on each other)
+    threads = 1 if os.getloadavg()[0] >= (os.cpu_count() or 1) else None
     console = Console()
     env = {"image_size": [cfg.image_size, cfg.image_size]}
     t0 = time.perf_counter()
@@ -92,6 +94,7 @@ def demo(out: str | Path, seed: int = 0, workers: int | None = None, config: dic
             "train.seed": seed,
             "train.val_every": 1000,
             "train.checkpoint_every": 100,
+            "train.threads": threads,
         }
         resume = (bc / "checkpoints" / "last" / "state.json").is_file()
         train(load_run_config(policy="visk", overrides=sets), data, bc, resume=resume, progress=False)
@@ -104,6 +107,7 @@ def demo(out: str | Path, seed: int = 0, workers: int | None = None, config: dic
         rcfg = ResidualConfig(
             base=str(bc / "policy"), demos=str(data), task=cfg.task, total_steps=cfg.rl_steps, utd=4,
             batch_size=64, aug_views=1, eval_every=0, eval_episodes=0, checkpoint_every=100, seed=seed,
+            threads=threads,
         )  # fmt: skip
         train_residual(rcfg, rl, resume=(rl / "checkpoint" / "state.json").is_file(), progress=False)
     times["rl_s"] = time.perf_counter() - t
