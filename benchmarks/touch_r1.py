@@ -186,14 +186,15 @@ def main() -> None:
     if not args.no_center_grpo:
         cfg = merge(GRPO, QUICK["grpo"]) if args.quick else dict(GRPO)
         log(f"stage 3: {CENTER_GRPO}")
-        s3 = run_grpo(TouchR1Model.load(root / "sft_center" / "model"), data, root / "grpo_center", cfg)
+        slug = "".join(c if c.isalnum() else "_" for c in CENTER_GRPO).strip("_").lower()  # as write_report
+        s3 = run_grpo(TouchR1Model.load(root / "sft_center" / "model"), data, root / slug, cfg)
         grpo_summaries[CENTER_GRPO] = s3
         timings[f"stage 3: {CENTER_GRPO}"] = s3["seconds"]
         rows[CENTER_GRPO] = evaluate_row(
-            root, CENTER_GRPO, lambda: ModelAnswerer(TouchR1Model.load(root / "grpo_center" / "model")), data,
+            root, CENTER_GRPO, lambda: ModelAnswerer(TouchR1Model.load(root / slug / "model")), data,
             args.quick,
         )  # fmt: skip
-    timings["total (this invocation)"] = time.perf_counter() - t_all
+    timings["total (this invocation; finished steps are skipped)"] = time.perf_counter() - t_all
     write_report(args.out, root, rows, s1, sfts, grpo_summaries, timings, args.quick)
 
 
@@ -234,15 +235,17 @@ def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick) -> N
         "## Benchmark",
         "",
         "| row | OMAE | EM % | CSC % | CSC-correct % | format errors % | tactile reliance (EM points: removed / "
-        "shuffled / noised) |",
-        "|---|---|---|---|---|---|---|",
+        "shuffled / noised) | OMAE with the touch removed / shuffled / noised |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         o, tr = r["overall"], r.get("tactile_reliance", {})
         rel = " / ".join(_f(tr.get(k)) for k in ("removed", "shuffled", "noised"))
+        cf = r.get("counterfactual", {})
+        cf_omae = " / ".join(_f(cf.get(k, {}).get("omae"), ".3f") for k in ("removed", "shuffled", "noised"))
         L.append(
             f"| {name} | {_f(o['omae'], '.3f')} | {_f(o['exact_match'])} | {_f(o['csc'])} | "
-            f"{_f(o['csc_correct'])} | {_f(o['format_error'])} | {rel} |"
+            f"{_f(o['csc_correct'])} | {_f(o['format_error'])} | {rel} | {cf_omae} |"
         )
     L += [
         "",
