@@ -45,9 +45,9 @@ def test_tiny_tokenizer_round_trips_answers(tiny):
 
 
 def test_vlm_overfit_gate(data, tiny):
-    """The VLM memorizes 8 questions whose answer only the touch tells (same prompt; hardness 1 or 5; no object
+    """The VLM memorizes 4 questions whose answer only the touch tells (same prompt; hardness 1 or 5; no object
     picture in the composite: its place stays grey), with the tactile tiles in the centred representation and its
-    statistics fitted on the 8 objects; with the images shuffled the loss is many times higher. (In the
+    statistics fitted on the 4 objects; with the images shuffled the loss is many times higher. (In the
     relative-to-gel view the same run ends at the same loss with real and shuffled touch, docs/touch_r1.md.)"""
     import torch
 
@@ -60,19 +60,19 @@ def test_vlm_overfit_gate(data, tiny):
     torch.manual_seed(0)
     cfg = TouchR1DatasetConfig(sensors=("gelstereo",))
     rng = np.random.default_rng(0)
-    hard = [1, 1, 1, 1, 5, 5, 5, 5]
+    hard = [1, 1, 5, 5]
     rows = []
     for k, h in enumerate(hard):
         obj = TouchObject(f"g-o{k}", "g", (h, 1 + k % 3, 1 + k % 2, 3), 0.015, k, (0.0, 0.0))
         rows.append(simulate_object(obj, obj.levels, cfg, rng))
-    arrays = {"tactile": np.stack([r["tactile"] for r in rows]), "sensors": np.array(["gelstereo"] * 8),
+    arrays = {"tactile": np.stack([r["tactile"] for r in rows]), "sensors": np.array(["gelstereo"] * 4),
               "object_image": np.stack([r["object_image"] for r in rows])}  # fmt: skip
     m = TouchR1Model({"model": str(tiny), "image_size": 84, "tactile": CENTER})
     m.fit_tactile_stats(arrays)
     qi = m.question_images(arrays, show_object=False)
     ims = [qi.image(Question("q", "level", "hardness", (k,), (0,), (h,), "", "", "")) for k, h in enumerate(hard)]
     assert all((im[:, :28] == 128).all() for im in ims)  # no object picture
-    prompts = ["Touch A: gelstereo. Rate the hardness of A."] * 8
+    prompts = ["Touch A: gelstereo. Rate the hardness of A."] * 4
     answers = [f"<conclude>A={h}</conclude>" for h in hard]
     opt = torch.optim.AdamW(m.model.parameters(), lr=1e-3)
     for _ in range(250):
@@ -83,7 +83,7 @@ def test_vlm_overfit_gate(data, tiny):
     m.model.eval()
     with torch.no_grad():
         real = float(m.loss(ims, prompts, answers))
-        shuffled = float(m.loss([ims[j] for j in np.roll(np.arange(8), 4)], prompts, answers))
+        shuffled = float(m.loss([ims[j] for j in np.roll(np.arange(4), 2)], prompts, answers))
     assert real < 0.05 and shuffled > 5 * real, (real, shuffled)
 
 
