@@ -95,6 +95,7 @@ def demo(out: str | Path, seed: int = 0, workers: int | None = None, config: dic
             "train.val_every": 1000,
             "train.checkpoint_every": 100,
             "train.threads": threads,
+            "train.epochs": 100_000,  # bc_steps decides
         }
         resume = (bc / "checkpoints" / "last" / "state.json").is_file()
         train(load_run_config(policy="visk", overrides=sets), data, bc, resume=resume, progress=False)
