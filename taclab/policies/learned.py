@@ -302,6 +302,13 @@ class LearnedPolicy(Policy):
             tmp.replace(d / f"{name}.safetensors")
         return super().save(d)  # policy.json last: a folder with policy.json is complete
 
+    def required_stats(self) -> tuple[str, ...]:
+        """The keys a checkpoint's ``normalization.safetensors`` must hold for this policy (subclasses with other
+        statistics override this, not :meth:`load`)."""
+        if getattr(self, "_legacy_checkpoint", False):
+            return (*LEGACY_IMAGE_KEYS, *ACTION_STAT_KEYS)
+        return STAT_KEYS
+
     @classmethod
     def read_io(cls, directory: str | Path) -> tuple[dict, PolicyIO]:
         meta = read_meta(directory, cls.name)
@@ -323,6 +330,7 @@ class LearnedPolicy(Policy):
         if legacy:  # written before the tactile input representation: the raw composite, standardized per channel
             config["tactile"] = {"subtract": "none", "normalize": "channel"}
         policy = cls(config, io=io)
+        policy._legacy_checkpoint = legacy
         for f in ("model.safetensors", "normalization.safetensors"):
             if not (d / f).is_file():
                 raise FileNotFoundError(f"{d / f} is missing: the checkpoint is incomplete")
@@ -331,7 +339,7 @@ class LearnedPolicy(Policy):
             stats = load_file(str(d / "normalization.safetensors"))
         except Exception as e:  # noqa: BLE001 - a corrupt file is reported with its name
             raise ValueError(f"{d}: cannot read the checkpoint's weights: {e}") from None
-        missing = [k for k in ((*LEGACY_IMAGE_KEYS, *ACTION_STAT_KEYS) if legacy else STAT_KEYS) if k not in stats]
+        missing = [k for k in policy.required_stats() if k not in stats]
         if missing:
             raise ValueError(f"{d / 'normalization.safetensors'} lacks {missing}")
         policy.stats = stats

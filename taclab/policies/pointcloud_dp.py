@@ -37,7 +37,6 @@ used for the first ``frozen_steps`` DDIM steps: what DPPO writes when it fine-tu
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -432,23 +431,5 @@ class PointCloudDiffusionPolicy(LearnedPolicy):
         return new
 
     # -- checkpoints ------------------------------------------------------------------------------------------------
-    @classmethod
-    def load(cls, directory: str | Path) -> PointCloudDiffusionPolicy:
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        meta, io = cls.read_io(d)
-        policy = cls(meta["config"], io=io)
-        for f in ("model.safetensors", "normalization.safetensors"):
-            if not (d / f).is_file():
-                raise FileNotFoundError(f"{d / f} is missing: the checkpoint is incomplete")
-        try:
-            policy.model.load_state_dict(load_file(str(d / "model.safetensors")))
-            stats = load_file(str(d / "normalization.safetensors"))
-        except Exception as e:  # noqa: BLE001 - a corrupt file is reported with its name
-            raise ValueError(f"{d}: cannot read the checkpoint's weights: {e}") from None
-        missing = [k for k in PCDP_STAT_KEYS if k not in stats]
-        if missing:
-            raise ValueError(f"{d / 'normalization.safetensors'} lacks {missing}")
-        policy.stats = stats
-        return policy
+    def required_stats(self) -> tuple[str, ...]:
+        return PCDP_STAT_KEYS

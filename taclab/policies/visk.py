@@ -25,7 +25,6 @@ names (the mask is only used by training augmentation and may be absent at infer
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -373,26 +372,8 @@ class VisuoSkinPolicy(LearnedPolicy):
         self.last_malformed = bool(pred.malformed[0])
         return pred.actions[0].astype(np.float32)
 
-    @classmethod
-    def load(cls, directory: str | Path) -> VisuoSkinPolicy:
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        meta, io = cls.read_io(d)
-        policy = cls(meta["config"], io=io)
-        for f in ("model.safetensors", "normalization.safetensors"):
-            if not (d / f).is_file():
-                raise FileNotFoundError(f"{d / f} is missing: the checkpoint is incomplete")
-        try:
-            policy.model.load_state_dict(load_file(str(d / "model.safetensors")))
-            stats = load_file(str(d / "normalization.safetensors"))
-        except Exception as e:  # noqa: BLE001 - a corrupt file is reported with its name
-            raise ValueError(f"{d}: cannot read the checkpoint's weights: {e}") from None
-        missing = [k for k in VISK_STAT_KEYS if k not in stats]
-        if missing:
-            raise ValueError(f"{d / 'normalization.safetensors'} lacks {missing}")
-        policy.stats = stats
-        return policy
+    def required_stats(self) -> tuple[str, ...]:
+        return VISK_STAT_KEYS
 
 
 @register("baku")
