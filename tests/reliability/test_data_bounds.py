@@ -27,7 +27,7 @@ from taclab.data import (
 )
 
 runner = CliRunner()
-CONFIG = "generator: tla\nsplits: [{split: train, samples: 200, shard_size: 10, seed: 1, env: {image_size: [8, 8]}}]\n"
+CONFIG = "generator: tla\nsplits: [{split: train, samples: 400, shard_size: 10, seed: 1, env: {image_size: [8, 8]}}]\n"
 
 
 def run(tmp_path, *extra):
@@ -96,11 +96,12 @@ def test_ctrl_c_stops_the_workers_at_once_and_the_same_command_resumes(tmp_path)
             time.sleep(0.02)
         workers_pids = children(child.pid)
         t0 = time.monotonic()
+        assert child.poll() is None, "the run finished before it could be interrupted: give it more shards"
         child.send_signal(signal.SIGINT)
         lines = []
         while not (lines and lines[-1].startswith("interrupted:")):
             line = child.stderr.readline()
-            assert line, f"no 'interrupted:' line: {lines}"
+            assert line, f"no 'interrupted:' line: {lines}, exit code {child.poll()}"
             lines.append(line)
         stopped = time.monotonic() - t0  # workers stopped, partial files removed, dataset.json written
         rest = child.stderr.read()
@@ -124,7 +125,7 @@ def test_ctrl_c_stops_the_workers_at_once_and_the_same_command_resumes(tmp_path)
         verify(out, "train")
     r = runner.invoke(app, ["generate", "--config", str(tmp_path / "c.yaml"), "--out", str(out), "--workers", "1"])
     assert r.exit_code == 0, r.output
-    assert verify(out, "train") == {"rows": 200, "shards": 20, "verified": True}
+    assert verify(out, "train") == {"rows": 400, "shards": 40, "verified": True}
     # the same as one uninterrupted run in one process: shards made by two workers, then by one, are identical
     ref = tmp_path / "ref"
     r = runner.invoke(app, ["generate", "--config", str(tmp_path / "c.yaml"), "--out", str(ref), "--workers", "1"])
