@@ -81,13 +81,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _interruptible() -> None:
+    """Ctrl-C's default action in the child: a test suite started in the background (``cmd &`` in a script) runs
+    with SIGINT ignored, and a child would inherit that, as a background job should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_workers_at_once_and_the_same_command_resumes(tmp_path):
     (tmp_path / "c.yaml").write_text(CONFIG)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "taclab.cli", "generate", "--config", str(tmp_path / "c.yaml"), "--out", str(out)]
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     child = subprocess.Popen([*cmd, "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             env=env)  # fmt: skip
+                             env=env, preexec_fn=_interruptible)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not list((out / "data").glob("*.parquet")) if (out / "data").is_dir() else True:
