@@ -222,16 +222,20 @@ def image_processor(image_size: int = DEFAULT_TINY_IMAGE_SIZE):
     return Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels, patch_size=14, merge_size=2)
 
 
-def init_tiny(out: str | Path, *, image_size: int = DEFAULT_TINY_IMAGE_SIZE, seed: int = 0, **overrides) -> Path:
+def init_tiny(
+    out: str | Path, *, image_size: int = DEFAULT_TINY_IMAGE_SIZE, seed: int = 0, tokenizer=None, **overrides
+) -> Path:
     """Build the tiny Qwen2-VL (random weights from a generator seeded with ``seed``) and save it to ``out``.
 
-    ``overrides`` are keys of :data:`TINY_DEFAULTS`. The same arguments give the same files.
+    ``overrides`` are keys of :data:`TINY_DEFAULTS`; ``tokenizer`` (default: :func:`build_tokenizer`, the TLA
+    vocabulary) lets another paper build the same model over its own vocabulary. The same arguments give the
+    same files.
     """
     import torch
     from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
 
     processor = image_processor(image_size)  # validates image_size before any work
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer() if tokenizer is None else tokenizer
     config = tiny_config(tokenizer, **overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ and reference traces, so the three-tag answers take few tokens.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -82,26 +81,4 @@ def init_tiny(out: str | Path, *, image_size: int = DEFAULT_IMAGE_SIZE, seed: in
 
     ``overrides`` are keys of :data:`taclab.papers.tla.tiny.TINY_DEFAULTS`. The same arguments give the same files.
     """
-    import torch
-    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
-
-    processor = tla_tiny.image_processor(image_size)
-    tokenizer = build_tokenizer()
-    config = tla_tiny.tiny_config(tokenizer, **overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[config.text_config.eos_token_id, config.text_config.bos_token_id],
-        pad_token_id=config.text_config.pad_token_id,
-        bos_token_id=config.text_config.bos_token_id,
-        do_sample=False,
-    )
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    processor.save_pretrained(str(out))
-    info = {"image_size": int(image_size), "seed": int(seed), **tla_tiny.TINY_DEFAULTS, **overrides}
-    (out / "tiny_init.json").write_text(json.dumps(info, indent=2) + "\n")
-    return out
+    return tla_tiny.init_tiny(out, image_size=image_size, seed=seed, tokenizer=build_tokenizer(), **overrides)
