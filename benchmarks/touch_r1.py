@@ -107,7 +107,16 @@ def main() -> None:
         default=len(GRPO_RUNS),
         help="how many GRPO runs (in table order) to run from the centred-touch SFT model",
     )
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="training seeds of the centred-touch SFT and GRPO rows (seed 0 is the main table's; 2 or more adds "
+        "the seed table and checks the claims across seeds)",
+    )
     args = ap.parse_args()
+    if args.seeds < 1:
+        ap.error(f"--seeds {args.seeds}: must be at least 1")
     torch.set_num_threads(1)
     root = args.root
     root.mkdir(parents=True, exist_ok=True)
@@ -203,15 +212,48 @@ def main() -> None:
             root, cname, lambda s=slug: ModelAnswerer(TouchR1Model.load(root / s / "model")), data, args.quick
         )
         write_report(args.out, root, rows, s1, sfts, grpo_summaries, timings, args.quick)
+    # more training seeds of the centred-touch rows (same stage-1 checkpoint; the seed orders SFT's batches and
+    # drives GRPO's sampling): row name -> {seed: result}, seed 0 being the main table's run
+    seed_rows = {}
+    if args.seeds > 1 and not args.no_center_grpo:
+        names = [CENTER_SFT] + [f"{n}, centred touch" for n, _ in center_runs]
+        seed_rows = {n: {0: rows[n]} for n in names if n in rows}
+        for k in range(1, args.seeds):
+            sft_dir = root / f"sft_center_s{k}"
+            s2k = run_sft(TouchR1Model.load(root / "stage1" / "model", **tac), data, sft_dir, {**sftcfg, "seed": k})
+            timings[f"stage 2 (SFT), centred touch, seed {k}"] = s2k["seconds"]
+            seed_rows[CENTER_SFT][k] = evaluate_row(
+                root,
+                f"{CENTER_SFT} seed {k}",
+                lambda d=sft_dir: ModelAnswerer(TouchR1Model.load(d / "model")),
+                data,
+                args.quick,
+            )
+            for name, weights in center_runs:
+                cname = f"{name}, centred touch"
+                cfg = merge(GRPO, QUICK["grpo"]) if args.quick else dict(GRPO)
+                cfg["rewards"], cfg["seed"] = weights, k
+                slug = "".join(c if c.isalnum() else "_" for c in cname).strip("_").lower() + f"_s{k}"
+                log(f"stage 3: {cname}, seed {k}")
+                s3 = run_grpo(TouchR1Model.load(sft_dir / "model"), data, root / slug, cfg)
+                timings[f"stage 3: {cname}, seed {k}"] = s3["seconds"]
+                seed_rows[cname][k] = evaluate_row(
+                    root,
+                    f"{cname} seed {k}",
+                    lambda s=slug: ModelAnswerer(TouchR1Model.load(root / s / "model")),
+                    data,
+                    args.quick,
+                )
+                write_report(args.out, root, rows, s1, sfts, grpo_summaries, timings, args.quick, seed_rows)
     timings["total (this invocation; finished steps are skipped)"] = time.perf_counter() - t_all
-    write_report(args.out, root, rows, s1, sfts, grpo_summaries, timings, args.quick)
+    write_report(args.out, root, rows, s1, sfts, grpo_summaries, timings, args.quick, seed_rows)
 
 
 def _f(v, fmt=".1f") -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick) -> None:
+def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick, seed_rows=None) -> None:
     from taclab.papers.touchr1.sft import plot_curve
 
     figs = out / "touch_r1"
@@ -282,6 +324,8 @@ def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick) -> N
         L.append(f"| {name} | {a} | {b} | {c} |")
     L += ["", "## The paper's claims, checked", ""]
     L += claims(rows)
+    if seed_rows and max(len(v) for v in seed_rows.values()) > 1:
+        L += seed_section(seed_rows)
     L += [
         "",
         "## Training",
@@ -310,6 +354,68 @@ def write_report(out: Path, root: Path, rows, s1, s2, grpo, timings, quick) -> N
     L += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]
     (out / "touch_r1.md").write_text("\n".join(L))
     log(f"wrote {out / 'touch_r1.md'}")
+
+
+def _metrics(r: dict) -> dict:
+    o = r["overall"]
+    return {
+        "omae": o["omae"],
+        "em": o["exact_match"],
+        "csc": o["csc"] or 0.0,
+        "reliance": r["tactile_reliance"]["mean"],
+    }
+
+
+def seed_section(seed_rows: dict) -> list[str]:
+    """The centred-touch rows over training seeds, and the claims checked on differences paired by seed (GRPO of
+    seed k starts from the SFT of seed k). A claim is reproduced when the mean difference has the claimed sign and
+    exceeds two standard errors, the standard error combining the spread of the paired differences over seeds and
+    the per-question noise of one evaluation (divided by the number of seeds)."""
+    L = [
+        "",
+        "## Over training seeds (centred touch)",
+        "",
+        "Stage 2 and 3 repeated with other seeds (the seed orders SFT's batches and drives GRPO's sampling) from the "
+        "same stage-1 checkpoint; mean +- standard deviation over seeds.",
+        "",
+        "| row | seeds | OMAE | EM % | CSC % | tactile reliance (mean EM points) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, per in seed_rows.items():
+        m = [_metrics(r) for r in per.values()]
+        cells = []
+        for key, fmt in (("omae", ".3f"), ("em", ".1f"), ("csc", ".1f"), ("reliance", ".1f")):
+            v = np.array([x[key] for x in m], dtype=float)
+            cells.append(f"{v.mean():{fmt}} +- {v.std(ddof=1) if len(v) > 1 else 0.0:{fmt}}")
+        L.append(f"| {name} | {len(m)} | " + " | ".join(cells) + " |")
+
+    def paired(a_name, b_name, key, sign, margin_key):
+        a, b = seed_rows.get(a_name, {}), seed_rows.get(b_name, {})
+        ks = sorted(set(a) & set(b))
+        if len(ks) < 2:
+            return None
+        d = np.array([sign * (_metrics(b[k])[key] - _metrics(a[k])[key]) for k in ks])
+        noise = np.mean([margins(a[k], b[k])[margin_key] / 2 for k in ks]) / np.sqrt(len(ks))
+        se = float(np.sqrt(d.var(ddof=1) / len(ks) + noise**2))
+        v = "reproduced" if d.mean() > 2 * se else "refuted" if d.mean() < -2 * se else "not resolved"
+        return f"{v} (mean paired difference {d.mean():+.3g} over {len(ks)} seeds, +-{2 * se:.3g})"
+
+    sft, full = CENTER_SFT, CENTER_GRPO
+    nocf = "GRPO without counterfactual reward, centred touch"
+    nocons = "GRPO without consistency reward, centred touch"
+    checks = [
+        ("GRPO lowers OMAE below SFT", sft, full, "omae", -1, "omae"),
+        ("GRPO raises EM above SFT", sft, full, "em", 1, "em"),
+        ("GRPO raises CSC above SFT", sft, full, "csc", 1, "csc"),
+        ("the counterfactual reward raises tactile reliance", nocf, full, "reliance", 1, "reliance"),
+        ("the consistency reward raises CSC", nocons, full, "csc", 1, "csc"),
+    ]
+    L += ["", "The paper's claims over seeds (centred touch; positive differences favour the claim):", ""]
+    for text, a, b, key, sign, mk in checks:
+        res = paired(a, b, key, sign, mk)
+        if res:
+            L.append(f"- {text[0].upper() + text[1:]}: {res}.")
+    return L
 
 
 def margins(a: dict, b: dict) -> dict:

@@ -237,6 +237,21 @@ def read_json_record(
     return record
 
 
+def config_diff(a: dict, b: dict, prefix: str = "") -> str:
+    """The keys (dotted for nested dicts) whose values differ between two configs, as ``key: old -> new`` joined by
+    ``; `` (empty when they are equal)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            d = config_diff(va, vb, f"{prefix}{k}.")
+            if d:
+                out.append(d)
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return "; ".join(out)
+
+
 def parse_sets(items: list[str] | None) -> dict:
     """``key=value`` pairs of the command line's ``--set``; values are read as YAML scalars (numbers, booleans,
     lists)."""

@@ -36,7 +36,7 @@ import torch
 from taclab.policies.learned import InputSpec, PolicyIO
 from taclab.train.config import RunConfig
 from taclab.train.spec import DataSpec, data_spec
-from taclab.utils import FolderLock, atomic_write_text, read_json_record
+from taclab.utils import FolderLock, atomic_write_text, config_diff, read_json_record
 
 TRAIN_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s")
 
@@ -323,7 +323,7 @@ class _Run:
                 raise TrainingError(f"--resume: no checkpoint in {out / 'checkpoints'} to resume from")
             prev = read_json_record(out / "run.json", ("run",), "not a training run", TrainingError)
             if _comparable(prev["run"]) != _comparable(self.run_dict):
-                diff = _diff(_comparable(prev["run"]), _comparable(self.run_dict))
+                diff = config_diff(_comparable(prev["run"]), _comparable(self.run_dict))
                 raise TrainingError(f"--resume with a different config than the run in {out}: {diff}")
             if prev.get("data_fingerprint") != self.fingerprint:
                 raise TrainingError(
@@ -609,19 +609,6 @@ def load_columns(data: Path, split: str, columns: list[str], limit: int | None, 
     from taclab.data import load_arrays
 
     return load_arrays(data, split, columns=columns, limit=limit, progress=progress)
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> str:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            d = _diff(va, vb, f"{prefix}{k}.")
-            if d:
-                out.append(d)
-        elif va != vb:
-            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
-    return "; ".join(out)
 
 
 def learning_curve(out: str | Path, metrics: tuple[str, ...] = ()) -> Path | None:

@@ -144,7 +144,10 @@ def test_stages_end_to_end(data, tiny, tmp_path):
     assert s3["steps"] == 2 and (tmp_path / "s3" / "rewards.png").is_file()
     log = json.loads((tmp_path / "s3" / "log.json").read_text())
     assert any("rewards/counterfactual/mean" in h for h in log)
-    assert run_sft(m, data, tmp_path / "s2", {"epochs": 5}) == s2  # finished: not run again
+    same = {"epochs": 1, "batch_size": 8, "questions": SMALL_Q}
+    assert run_sft(m, data, tmp_path / "s2", same) == s2  # finished: not run again
+    with pytest.raises(ValueError, match="another config.*epochs: 1 -> 5"):
+        run_sft(m, data, tmp_path / "s2", {**same, "epochs": 5})  # an old result is not passed off as this one
     m = TouchR1Model.load(tmp_path / "s3" / "model")
     q = QuestionConfig(level=3, compare=1, rank=0, cross_sensor=1, conflict=1)
     r = evaluate(ModelAnswerer(m), data, "test", q, counterfactuals=("removed",), image_size=84, out=tmp_path / "ev")
@@ -235,3 +238,104 @@ def test_eval_reason_cli(data, tmp_path):
     r = CliRunner().invoke(app, ["eval", "reason", "--model", "oracle", "--data", str(data), "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert "EM 100.0 %" in r.output and (tmp_path / "reason_test.json").is_file()
+
+
+def test_tiny_qwen25vl_trains_saves_and_answers(data, tmp_path):
+    """The Qwen2.5-VL architecture (the paper's family) is built offline, loads through the same model class, learns
+    (its SFT loss falls), and its checkpoint reloads and answers."""
+    import torch
+
+    from taclab.papers.touchr1.model import TouchR1Model
+    from taclab.papers.touchr1.sft import run_sft
+    from taclab.papers.touchr1.tiny import init_tiny
+
+    torch.manual_seed(0)
+    folder = init_tiny(tmp_path / "tiny25", image_size=84, arch="qwen2_5_vl")
+    m = TouchR1Model({"model": str(folder), "image_size": 84})
+    assert m.model.config.model_type == "qwen2_5_vl" and m.model.config.vision_config.fullatt_block_indexes == [1]
+    cfg = {"epochs": 6, "batch_size": 13, "lr": 2e-3, "warmup_steps": 0, "questions": SMALL_Q}
+    s = run_sft(m, data, tmp_path / "sft", cfg, progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "sft" / "log.jsonl").read_text().splitlines()]
+    assert s["steps"] == len(losses) >= 6 and np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2])
+    again = TouchR1Model.load(tmp_path / "sft" / "model")
+    assert again.model.config.model_type == "qwen2_5_vl"
+    from taclab.papers.touchr1.inputs import load_split
+    from taclab.papers.touchr1.questions import QuestionConfig, make_questions
+
+    arrays = load_split(data, "test")
+    q = make_questions(arrays, QuestionConfig(level=2, compare=0, rank=0, cross_sensor=0, conflict=0), "test")
+    qi = again.question_images(arrays)
+    out = again.generate([qi.image(x) for x in q], [x.prompt for x in q], max_new_tokens=12)
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+
+
+def test_device_and_model_kind_are_checked(tiny, tmp_path):
+    import torch
+
+    from taclab.papers.touchr1.model import TouchR1Model
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda'.*no GPU"):
+            TouchR1Model({"model": str(tiny), "device": "cuda"})
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (other / f).write_text((tiny / f).read_text())
+    with pytest.raises(ValueError, match="'gpt2' model; allowed: a Qwen2-VL or Qwen2.5-VL"):
+        TouchR1Model({"model": str(other)})
+
+
+def test_stage1_trains_the_vision_tower_under_lora(data, tiny):
+    """LoRA freezes the base weights; stage 1 still trains the vision tower (its purpose)."""
+    import torch
+
+    from taclab.papers.touchr1.model import TouchR1Model
+    from taclab.papers.touchr1.pretrain import NextFieldPredictor, make_pairs
+
+    m = TouchR1Model({"model": str(tiny), "finetune": "lora", "lora_r": 2})
+    net = NextFieldPredictor(m)
+    before = [p.detach().clone() for p in net.visual.parameters()]
+    p = make_pairs(data, "train", max_pairs=4)
+    loss = torch.nn.functional.mse_loss(net(p["x"]), torch.tensor(p["y"]))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    changed = [not torch.equal(a, b) for a, b in zip(before, net.visual.parameters(), strict=True)]
+    assert sum(changed) > 0.8 * len(changed)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "sft", "grpo"])
+def test_gpu_config_file_is_valid(stage):
+    """configs/touchr1_qwen25vl7b.yaml (the paper-size run on GPUs) validates for every stage without loading the
+    model; a config with an unknown section is refused."""
+    from pathlib import Path
+
+    from taclab.papers.touchr1.cli import _stage_config
+    from taclab.papers.touchr1.grpo import GRPOStageConfig
+    from taclab.papers.touchr1.pretrain import PretrainConfig
+    from taclab.papers.touchr1.sft import SFTConfig
+
+    cls = {"pretrain": PretrainConfig, "sft": SFTConfig, "grpo": GRPOStageConfig}[stage]
+    path = Path(__file__).resolve().parents[2] / "configs" / "touchr1_qwen25vl7b.yaml"
+    source, model, cfg = _stage_config(None, path, stage, cls, ["model.image_size=336"])
+    assert source == "Qwen/Qwen2.5-VL-7B-Instruct" and model["image_size"] == 336
+    assert model["device"] == "cuda" and model["dtype"] == "bfloat16" and model["finetune"] == "lora"
+    assert isinstance(cfg, cls)
+
+
+def test_config_sections_and_model_keys_are_checked(tmp_path):
+    from taclab.papers.touchr1.cli import _stage_config
+    from taclab.papers.touchr1.sft import SFTConfig
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text("model: {model: x}\ntrain: {epochs: 2}\n")
+    with pytest.raises(ValueError, match=r"unknown section\(s\) \['train'\]"):
+        _stage_config(None, bad, "sft", SFTConfig, [])
+    with pytest.raises(ValueError, match="unknown model key"):
+        _stage_config("m", None, "sft", SFTConfig, ["model.imagesize=84"])
+    with pytest.raises(ValueError, match="no model"):
+        _stage_config(None, None, "sft", SFTConfig, [])
+    source, model, cfg = _stage_config("m", None, "sft", SFTConfig, ["epochs=2", "model.dtype=bfloat16"])
+    assert (source, model, cfg.epochs) == ("m", {"dtype": "bfloat16"}, 2)

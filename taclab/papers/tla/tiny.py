@@ -135,10 +135,18 @@ def build_tokenizer(out_dir: str | Path | None = None, vocab_size: int = TOKENIZ
     return tok
 
 
-def tiny_config(tokenizer, **overrides):
-    """The ``Qwen2VLConfig`` of the tiny model, with token ids taken from ``tokenizer``."""
-    from transformers import Qwen2VLConfig
+ARCHS = ("qwen2_vl", "qwen2_5_vl")
+"""Architectures of the tiny model: Qwen2-VL (the TLA paper's) and Qwen2.5-VL (Touch-R1's: a ViT with SwiGLU MLPs,
+RMSNorm and window attention in all but the last block)."""
 
+
+def tiny_config(tokenizer, arch: str = "qwen2_vl", **overrides):
+    """The ``Qwen2VLConfig`` (or ``Qwen2_5_VLConfig`` with ``arch="qwen2_5_vl"``) of the tiny model, with token ids
+    taken from ``tokenizer``."""
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+
+    if arch not in ARCHS:
+        raise ValueError(f"unknown tiny model architecture {arch!r}; allowed: {', '.join(ARCHS)}")
     unknown = set(overrides) - set(TINY_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown tiny model setting(s) {sorted(unknown)}; allowed: {sorted(TINY_DEFAULTS)}")
@@ -190,7 +198,22 @@ def tiny_config(tokenizer, **overrides):
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
     }
-    return Qwen2VLConfig(
+    cls = Qwen2VLConfig
+    if arch == "qwen2_5_vl":
+        cls = Qwen2_5_VLConfig
+        vision = {
+            "depth": s["vision_depth"],
+            "hidden_size": s["vision_embed_dim"],
+            "intermediate_size": 4 * s["vision_embed_dim"],
+            "num_heads": s["vision_num_heads"],
+            "out_hidden_size": s["hidden_size"],
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 112,  # 8 x 8 patches, as the 7B model
+            "fullatt_block_indexes": [s["vision_depth"] - 1],
+        }
+    return cls(
         text_config=text,
         vision_config=vision,
         image_token_id=ids["image"],
@@ -223,25 +246,32 @@ def image_processor(image_size: int = DEFAULT_TINY_IMAGE_SIZE):
 
 
 def init_tiny(
-    out: str | Path, *, image_size: int = DEFAULT_TINY_IMAGE_SIZE, seed: int = 0, tokenizer=None, **overrides
+    out: str | Path,
+    *,
+    image_size: int = DEFAULT_TINY_IMAGE_SIZE,
+    seed: int = 0,
+    tokenizer=None,
+    arch: str = "qwen2_vl",
+    **overrides,
 ) -> Path:
     """Build the tiny Qwen2-VL (random weights from a generator seeded with ``seed``) and save it to ``out``.
 
     ``overrides`` are keys of :data:`TINY_DEFAULTS`; ``tokenizer`` (default: :func:`build_tokenizer`, the TLA
-    vocabulary) lets another paper build the same model over its own vocabulary. The same arguments give the
-    same files.
+    vocabulary) lets another paper build the same model over its own vocabulary; ``arch`` (one of :data:`ARCHS`)
+    picks Qwen2-VL or Qwen2.5-VL. The same arguments give the same files.
     """
     import torch
-    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
 
     processor = image_processor(image_size)  # validates image_size before any work
     tokenizer = build_tokenizer() if tokenizer is None else tokenizer
-    config = tiny_config(tokenizer, **overrides)
+    config = tiny_config(tokenizer, arch, **overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = Qwen2VLForConditionalGeneration(config)
+        cls = Qwen2VLForConditionalGeneration if arch == "qwen2_vl" else Qwen2_5_VLForConditionalGeneration
+        model = cls(config)
     model.generation_config = GenerationConfig(
         eos_token_id=[config.text_config.eos_token_id, config.text_config.bos_token_id],
         pad_token_id=config.text_config.pad_token_id,
@@ -252,6 +282,16 @@ def init_tiny(
     tokenizer.save_pretrained(str(out))
     processor.save_pretrained(str(out))
     (out / "tiny_init.json").write_text(
-        json.dumps({"image_size": int(image_size), "seed": int(seed), **TINY_DEFAULTS, **overrides}, indent=2) + "\n"
+        json.dumps(
+            {
+                "image_size": int(image_size),
+                "seed": int(seed),
+                **({"arch": arch} if arch != "qwen2_vl" else {}),
+                **TINY_DEFAULTS,
+                **overrides,
+            },
+            indent=2,
+        )
+        + "\n"
     )
     return out

@@ -28,10 +28,10 @@ def _threads() -> None:
     torch.set_num_threads(1)  # small models on a shared CPU: one thread is fastest
 
 
-def _validated(model_cls, items):
+def _validated(model_cls, items, base: dict | None = None):
     from taclab.utils import validation_message
 
-    values = sets(items)
+    values = sets(items, base)
     unknown = sorted(set(values) - set(model_cls.model_fields))
     if unknown:
         raise ValueError(f"unknown --set key(s) {unknown}; allowed: {', '.join(model_cls.model_fields)}")
@@ -41,76 +41,130 @@ def _validated(model_cls, items):
         raise ValueError(f"invalid --set: {validation_message(e)}") from None
 
 
+SECTIONS = ("model", "pretrain", "sft", "grpo")
+"""Sections of a Touch-R1 config file (``--config``): the model's keys and each stage's."""
+
+
+def _stage_config(model: str | None, config: Path | None, stage: str, stage_cls, items):
+    """(model source, model overrides, stage config) from --model, --config and --set (``model.KEY=...`` items set
+    the model section, the others the stage's)."""
+    import yaml
+
+    from taclab.papers.touchr1.model import ModelConfig
+    from taclab.utils import validation_message
+
+    raw: dict = {}
+    if config is not None:
+        if not config.is_file():
+            raise ValueError(f"--config {config}: no such file")
+        raw = yaml.safe_load(config.read_text()) or {}
+        if not isinstance(raw, dict) or set(raw) - set(SECTIONS):
+            bad = sorted(set(raw) - set(SECTIONS)) if isinstance(raw, dict) else raw
+            raise ValueError(f"--config {config}: unknown section(s) {bad}; allowed: {', '.join(SECTIONS)}")
+    items = list(items or [])
+    model_items = [i[len("model.") :] for i in items if i.startswith("model.")]
+    cfg = _validated(stage_cls, [i for i in items if not i.startswith("model.")], raw.get(stage) or {})
+    section = sets(model_items, raw.get("model") or {})
+    source = model or section.pop("model", None)
+    section.pop("model", None)
+    if not source:
+        raise ValueError("no model: give --model (a folder or hub id) or model.model in --config")
+    unknown = sorted(set(section) - set(ModelConfig.model_fields))
+    if unknown:
+        raise ValueError(f"unknown model key(s) {unknown}; allowed: {', '.join(ModelConfig.model_fields)}")
+    try:
+        ModelConfig(model=source, **section)
+    except ValueError as e:
+        raise ValueError(f"invalid model settings: {validation_message(e)}") from None
+    return source, section, cfg
+
+
+ModelOpt = Annotated[str | None, typer.Option(help="Qwen2-VL / Qwen2.5-VL folder or hub id, or a Touch-R1 checkpoint")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option(help="YAML file with the sections model, pretrain, sft, grpo (configs/touchr1_*.yaml)")
+]
+
+
 @touchr1_app.command("init-tiny")
 def init_tiny_cmd(
     out: Annotated[Path, typer.Argument(help="folder to write the model to")],
     image_size: Annotated[int, typer.Option(help="composite image size (a multiple of 84)")] = 168,
     seed: Annotated[int, typer.Option(help="seed of the random weights")] = 0,
+    arch: Annotated[str, typer.Option(help="qwen2_vl or qwen2_5_vl")] = "qwen2_vl",
 ) -> None:
-    """Build the tiny Qwen2-VL with the Touch-R1 tokenizer offline and save it in OUT."""
+    """Build the tiny Qwen2-VL (or Qwen2.5-VL) with the Touch-R1 tokenizer offline and save it in OUT."""
+    from taclab.papers.tla.tiny import ARCHS
     from taclab.papers.touchr1.tiny import init_tiny
 
     with clear_errors():
         if image_size % 84 or not 84 <= image_size <= 1008:
             raise ValueError(f"--image-size must be a multiple of 84 in [84, 1008], got {image_size}")
-        typer.echo(str(init_tiny(out, image_size=image_size, seed=seed)))
+        if arch not in ARCHS:
+            raise ValueError(f"--arch {arch!r} is not known; allowed: {', '.join(ARCHS)}")
+        typer.echo(str(init_tiny(out, image_size=image_size, seed=seed, arch=arch)))
 
 
-def _model(model: str, image_size: int):
+def _model(model: str, overrides: dict | None = None):
+    """A Touch-R1 checkpoint (its own config, ``overrides`` on top) or a base model (image size 168 unless
+    overridden)."""
     from taclab.papers.touchr1.model import CONFIG_FILE, TouchR1Model
 
+    overrides = dict(overrides or {})
     if (Path(model) / CONFIG_FILE).is_file():
-        return TouchR1Model.load(model)
-    return TouchR1Model({"model": model, "image_size": image_size})
+        return TouchR1Model.load(model, **overrides)
+    return TouchR1Model({"model": model, "image_size": 168, **overrides})
 
 
 @touchr1_app.command("pretrain")
 def pretrain_cmd(
-    model: Annotated[str, typer.Option(help="base Qwen2-VL folder or hub id")],
     data: Annotated[Path, typer.Option(help="touchr1 dataset folder")],
     out: Annotated[Path, typer.Option(help="run folder (model/, log.jsonl, loss.png, done.json)")],
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Stage 1: pre-train the vision tower to predict the next tactile field."""
     from taclab.papers.touchr1.pretrain import PretrainConfig, run_pretrain
 
     with clear_errors():
-        cfg = _validated(PretrainConfig, set_)
+        source, mcfg, cfg = _stage_config(model, config, "pretrain", PretrainConfig, set_)
         _threads()
-        typer.echo(json.dumps(run_pretrain(_model(model, 168), data, out, cfg)["test"]))
+        typer.echo(json.dumps(run_pretrain(_model(source, mcfg), data, out, cfg)["test"]))
 
 
 @touchr1_app.command("sft")
 def sft_cmd(
-    model: Annotated[str, typer.Option(help="base Qwen2-VL folder, hub id or a Touch-R1 checkpoint")],
     data: Annotated[Path, typer.Option(help="touchr1 dataset folder")],
     out: Annotated[Path, typer.Option(help="run folder (model/, log.jsonl, loss.png, done.json)")],
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Stage 2: supervised fine-tuning on the reference reasoning traces."""
     from taclab.papers.touchr1.sft import SFTConfig, run_sft
 
     with clear_errors():
-        cfg = _validated(SFTConfig, set_)
+        source, mcfg, cfg = _stage_config(model, config, "sft", SFTConfig, set_)
         _threads()
-        s = run_sft(_model(model, 168), data, out, cfg)
+        s = run_sft(_model(source, mcfg), data, out, cfg)
         typer.echo(f"{s['steps']} steps, final loss {s['final_loss']:.3f}; {out}")
 
 
 @touchr1_app.command("grpo")
 def grpo_cmd(
-    model: Annotated[str, typer.Option(help="a Touch-R1 checkpoint (usually the SFT model) or a Qwen2-VL")],
     data: Annotated[Path, typer.Option(help="touchr1 dataset folder")],
     out: Annotated[Path, typer.Option(help="run folder (model/, log.json, rewards.png, done.json)")],
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Stage 3: GRPO with the ordinal, consistency, format and counterfactual rewards (weights: rewards.*)."""
     from taclab.papers.touchr1.grpo import GRPOStageConfig, run_grpo
 
     with clear_errors():
-        cfg = _validated(GRPOStageConfig, set_)
+        source, mcfg, cfg = _stage_config(model, config, "grpo", GRPOStageConfig, set_)
         _threads()
-        s = run_grpo(_model(model, 168), data, out, cfg)
+        s = run_grpo(_model(source, mcfg), data, out, cfg)
         typer.echo(f"{s['steps']} steps, final rewards {s['final']}; {out}")
 
 

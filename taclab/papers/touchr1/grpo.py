@@ -152,12 +152,12 @@ def run_grpo(model, data, out, cfg: GRPOStageConfig | dict | None = None, progre
 
     from taclab.papers.touchr1.inputs import load_split
     from taclab.papers.touchr1.questions import make_questions
-    from taclab.papers.touchr1.sft import plot_curve
+    from taclab.papers.touchr1.sft import finished_run, plot_curve
 
     cfg = cfg if isinstance(cfg, GRPOStageConfig) else GRPOStageConfig(**(cfg or {}))
     out = Path(out)
-    if (out / "done.json").is_file():
-        return json.loads((out / "done.json").read_text())
+    if (done := finished_run(out, cfg)) is not None:
+        return done
     out.mkdir(parents=True, exist_ok=True)
     arrays = load_split(data, "train")
     qs = group_adjacent(make_questions(arrays, cfg.questions, "train"), cfg.seed)
@@ -174,6 +174,7 @@ def run_grpo(model, data, out, cfg: GRPOStageConfig | dict | None = None, progre
     rf = RewardFunctions(qs, qi, model, cfg)
     fns = [f for f, w in zip(rf.functions(), weights, strict=True) if w > 0]
     used = [w for w in weights if w > 0]
+    on_gpu = next(model.model.parameters()).device.type == "cuda"
     args = GRPOConfig(
         output_dir=str(out / "trl"),
         max_steps=cfg.steps,
@@ -187,8 +188,8 @@ def run_grpo(model, data, out, cfg: GRPOStageConfig | dict | None = None, progre
         logging_steps=1,
         save_strategy="no",
         report_to=[],
-        bf16=False,
-        use_cpu=True,
+        bf16=on_gpu and model.cfg.dtype == "bfloat16",
+        use_cpu=not on_gpu,  # the model's device (ModelConfig.device) decides
         seed=cfg.seed,
         remove_unused_columns=False,
         shuffle_dataset=False,  # group_adjacent shuffled already, keeping cross-sensor groups together

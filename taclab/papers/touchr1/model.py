@@ -33,13 +33,17 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    model: str = Field(..., min_length=1, description="base Qwen2-VL: a local folder or a hub id")
+    model: str = Field(..., min_length=1, description="base Qwen2-VL or Qwen2.5-VL: a local folder or a hub id")
     image_size: int = Field(168, description="side of the composite image (a multiple of 84)")
     finetune: Literal["full", "lora"] = Field("full", description="train all weights or LoRA adapters")
     lora_r: int = Field(16, ge=1, description="LoRA rank (finetune: lora)")
     freeze_vision: bool = Field(False, description="keep the ViT frozen (its merger still trains)")
     max_new_tokens: int = Field(96, ge=8, le=1024, description="longest answer in tokens")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="weight dtype")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the model runs: auto (a GPU when there is one), cpu or cuda"
+    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass (saves memory)")
     tactile: TactileInputConfig = Field(
         default_factory=lambda: CENTER,
         description="representation of the tactile tiles (docs/touch_r1.md); statistics fitted on training data",
@@ -64,7 +68,7 @@ class TouchR1Model:
 
     def __init__(self, cfg: ModelConfig | dict, weights: str | None = None):
         import torch
-        from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
 
         from taclab.papers.tla.tiny import image_processor
         from taclab.policies.pretrained import require_pretrained
@@ -75,7 +79,19 @@ class TouchR1Model:
         self.tokenizer = AutoTokenizer.from_pretrained(src)
         self.image_processor = image_processor(self.cfg.image_size)
         dtype = torch.bfloat16 if self.cfg.dtype == "bfloat16" else torch.float32
-        model = Qwen2VLForConditionalGeneration.from_pretrained(src, dtype=dtype)
+        device = self.cfg.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but torch sees no GPU; allowed here: auto, cpu")
+        kind = AutoConfig.from_pretrained(src).model_type
+        if kind not in ("qwen2_vl", "qwen2_5_vl"):
+            raise ValueError(f"{src} is a {kind!r} model; allowed: a Qwen2-VL or Qwen2.5-VL checkpoint")
+        model = AutoModelForImageTextToText.from_pretrained(src, dtype=dtype)
+        model.to(device)
+        if self.cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
         if self.cfg.finetune == "lora" and weights is None:
             from peft import LoraConfig, get_peft_model
 
@@ -97,7 +113,7 @@ class TouchR1Model:
     @classmethod
     def load(cls, folder: str | Path, **overrides) -> TouchR1Model:
         """A checkpoint written by :meth:`save`; ``overrides`` replace config keys (e.g. ``tactile``: another
-        representation, whose statistics the next training stage fits)."""
+        representation, whose statistics the next training stage fits; ``device``)."""
         folder = Path(folder)
         if not (folder / CONFIG_FILE).is_file():
             raise ValueError(f"{folder} is not a Touch-R1 checkpoint (no {CONFIG_FILE})")
@@ -150,7 +166,9 @@ class TouchR1Model:
 
             stats = {k: v.detach().cpu().contiguous() for k, v in self.tactile_stats.items()}
             save_file(stats, str(folder / STATS_FILE))
-        (folder / CONFIG_FILE).write_text(json.dumps({**self.cfg.model_dump(), "finetune": "full"}, indent=2) + "\n")
+        (folder / CONFIG_FILE).write_text(
+            json.dumps({**self.cfg.model_dump(), "finetune": "full", "device": "auto"}, indent=2) + "\n"
+        )
         return folder
 
     @property

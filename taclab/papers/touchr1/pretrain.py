@@ -74,11 +74,15 @@ class NextFieldPredictor:
         import torch
 
         self.model = model  # TouchR1Model
-        visual = model.model.model.visual if hasattr(model.model, "model") else model.model.visual
+        base = model.model.get_base_model() if hasattr(model.model, "get_base_model") else model.model  # LoRA
+        visual = base.model.visual
         self.visual = visual
+        for p in visual.parameters():  # stage 1 trains the tower, also under LoRA (which freezes the base weights)
+            p.requires_grad_(True)
         hidden = int(visual.merger.mlp[-1].out_features) if hasattr(visual.merger, "mlp") else None
         hidden = hidden or int(model.model.config.text_config.hidden_size)
-        self.head = torch.nn.Linear(8 * hidden, 64)
+        ref = next(visual.parameters())
+        self.head = torch.nn.Linear(8 * hidden, 64).to(device=ref.device, dtype=ref.dtype)
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
         self.processor = Qwen2VLImageProcessorPil(min_pixels=56 * 112, max_pixels=56 * 112, patch_size=14, merge_size=2)
@@ -88,28 +92,30 @@ class NextFieldPredictor:
 
     def __call__(self, x: np.ndarray):
         enc = self.processor(images=list(x), return_tensors="pt")
-        tokens = self.visual(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
+        ref = next(self.visual.parameters())
+        pixels = enc["pixel_values"].to(device=ref.device, dtype=ref.dtype)
+        tokens = self.visual(pixels, grid_thw=enc["image_grid_thw"].to(ref.device))
         tokens = getattr(tokens, "pooler_output", tokens)
-        return self.head(tokens.reshape(len(x), -1))
+        return self.head(tokens.reshape(len(x), -1)).float()
 
 
 def run_pretrain(model, data, out, cfg: PretrainConfig | dict | None = None, progress: bool = True) -> dict:
     """Pre-train ``model``'s vision tower; saves the whole model to ``<out>/model`` (stage 2 starts from it)."""
     import torch
 
-    from taclab.papers.touchr1.sft import plot_curve
+    from taclab.papers.touchr1.sft import finished_run, plot_curve
 
     cfg = cfg if isinstance(cfg, PretrainConfig) else PretrainConfig(**(cfg or {}))
     out = Path(out)
-    if (out / "done.json").is_file():
-        return json.loads((out / "done.json").read_text())
+    if (done := finished_run(out, cfg)) is not None:
+        return done
     out.mkdir(parents=True, exist_ok=True)
     tr = make_pairs(data, "train", cfg.max_pairs, cfg.seed)
     te = make_pairs(data, "test", 600, cfg.seed)
     net = NextFieldPredictor(model)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
-    y = torch.tensor(tr["y"])
+    y = torch.tensor(tr["y"]).to(next(net.visual.parameters()).device)
     losses, t0, step = [], time.perf_counter(), 0
     total = cfg.epochs * int(np.ceil(len(y) / cfg.batch_size))
     with open(out / "log.jsonl", "w") as log:
@@ -142,7 +148,7 @@ def evaluate_predictor(net, pairs: dict[str, np.ndarray], batch_size: int = 64) 
     preds = []
     with torch.no_grad():
         for i in range(0, len(pairs["x"]), batch_size):
-            preds.append(net(pairs["x"][i : i + batch_size]).numpy())
+            preds.append(net(pairs["x"][i : i + batch_size]).cpu().numpy())
     p = np.concatenate(preds)
     y = pairs["y"]
     return {

@@ -56,6 +56,25 @@ def plot_curve(path: Path, series: dict[str, list[float]], ylabel: str, title: s
     plt.close(fig)
 
 
+def finished_run(out: Path, cfg) -> dict | None:
+    """The summary of the finished run in ``out`` (``done.json``), None when there is none; a finished run of
+    another config is refused (ValueError naming the differing keys), so a rerun never passes off an old result
+    as the one asked for."""
+    from taclab.utils import config_diff
+
+    done = Path(out) / "done.json"
+    if not done.is_file():
+        return None
+    summary = json.loads(done.read_text())
+    now = json.loads(json.dumps(cfg.model_dump()))
+    if "config" in summary and summary["config"] != now:
+        raise ValueError(
+            f"{out} holds a finished run of another config ({config_diff(summary['config'], now)}); allowed: the "
+            "same config (the run is not repeated) or a new run folder"
+        )
+    return summary
+
+
 def run_sft(model, data, out, cfg: SFTConfig | dict | None = None, progress: bool = True) -> dict:
     """Fine-tune ``model`` (:class:`taclab.papers.touchr1.model.TouchR1Model`) on the traces of ``data``'s train
     split; returns the summary written to ``<out>/done.json``."""
@@ -66,8 +85,8 @@ def run_sft(model, data, out, cfg: SFTConfig | dict | None = None, progress: boo
 
     cfg = cfg if isinstance(cfg, SFTConfig) else SFTConfig(**(cfg or {}))
     out = Path(out)
-    if (out / "done.json").is_file():
-        return json.loads((out / "done.json").read_text())
+    if (done := finished_run(out, cfg)) is not None:
+        return done
     out.mkdir(parents=True, exist_ok=True)
     arrays = load_split(data, "train")
     qs = make_questions(arrays, cfg.questions, "train")

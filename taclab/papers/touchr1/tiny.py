@@ -76,9 +76,14 @@ def build_tokenizer(out_dir: str | Path | None = None, vocab_size: int = TOKENIZ
     return tok
 
 
-def init_tiny(out: str | Path, *, image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0, **overrides) -> Path:
-    """Build the tiny Qwen2-VL with the Touch-R1 tokenizer (random weights seeded by ``seed``) and save it.
+def init_tiny(
+    out: str | Path, *, image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0, arch: str = "qwen2_vl", **overrides
+) -> Path:
+    """Build the tiny Qwen2-VL (``arch="qwen2_5_vl"``: Qwen2.5-VL, the paper's family) with the Touch-R1 tokenizer
+    (random weights seeded by ``seed``) and save it.
 
     ``overrides`` are keys of :data:`taclab.papers.tla.tiny.TINY_DEFAULTS`. The same arguments give the same files.
     """
-    return tla_tiny.init_tiny(out, image_size=image_size, seed=seed, tokenizer=build_tokenizer(), **overrides)
+    return tla_tiny.init_tiny(
+        out, image_size=image_size, seed=seed, tokenizer=build_tokenizer(), arch=arch, **overrides
+    )
