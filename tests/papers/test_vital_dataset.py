@@ -48,3 +48,29 @@ def test_config_file_and_bad_configs(tmp_path):
     bad.write_text("generator: vital\nsplits:\n  - {split: a, episodes: 0}\n")
     with pytest.raises(ConfigError, match="episodes"):
         read_config(bad)
+
+
+def test_evaluation_sees_what_training_saw_and_replays_the_demonstration(demos):
+    """The closed-loop evaluation's env (the benchmark's 'paper' task list, the dataset's image size) starts each
+    demonstration's seed on exactly the stored first frame, and the demonstration's actions replayed open loop
+    succeed again: training and evaluation observations match (keys, channel order, scale, skin baseline)."""
+    from taclab.envs.base import make
+    from taclab.envs.vital import ENV_CLASSES, ENV_IDS
+
+    a = load_arrays(demos, "key", progress=False)
+    (paper,) = ENV_CLASSES["key"].TASK_LISTS["paper"]
+    env = make(ENV_IDS["key"], image_size=(32, 32))
+    try:
+        for e in np.unique(a["episode_index"]):
+            rows = np.flatnonzero(a["episode_index"] == e)
+            obs, _ = env.reset(seed=int(a["episode_seed"][rows[0]]), options=dict(paper))
+            np.testing.assert_array_equal(obs["wrist_rgb"], a["observation.wrist_rgb"][rows[0]])
+            np.testing.assert_array_equal(obs["wrist_mask"][..., None], a["observation.wrist_mask"][rows[0]])
+            np.testing.assert_array_equal(obs["skin"], a["observation.skin"][rows[0]])
+            for i, r in enumerate(rows):
+                if i:
+                    np.testing.assert_allclose(obs["skin"], a["observation.skin"][r], atol=1e-3)
+                obs, _, term, trunc, info = env.step(a["action"][r])
+            assert info["is_success"] and term and not trunc
+    finally:
+        env.close()
