@@ -9,14 +9,21 @@ after each, so the benchmark can be continued across sessions by running the sam
 1. ``demos``: ``--demos`` successful scripted demonstrations per assembly (default scene);
 2. ``dp``: the point-cloud diffusion policy per assembly and modality (``vt``: visual + tactile points,
    ``vision``: the same policy without the tactile points), ``--dp-steps`` steps of the shared loop;
-3. ``dppo``: DPPO from each pre-trained policy, and from a randomly initialized policy of the same architecture
+3. ``dppo``: DPPO from each pre-trained policy (a run made with another DPPO config or an older DPPO is moved to
+   ``stale/`` with its evaluation and run again), and from a randomly initialized policy of the same architecture
    (RL from scratch, visuo-tactile), ``--dppo-env-steps`` env steps each over ``--num-envs`` async envs;
 4. ``eval``: ``--eval-episodes`` seeded episodes per policy (the same seeds for every policy of an assembly).
 
 Usage: python benchmarks/vt_refine.py [--root runs/vt_refine] [--stages demos dp dppo eval]
        [--assemblies round square] [--modalities vt vision] [--no-scratch] [--demos 30] [--dp-steps 800]
-       [--dppo-env-steps 24000] [--sampling-std 0.03] [--num-envs 2] [--eval-episodes 100] [--workers 2] [--threads 1]
+       [--dppo-env-steps 16384] [--sampling-std 0.03] [--num-envs 2] [--n-steps 64] [--minibatch-size 128]
+       [--critic-warmup 2] [--actor-lr 3e-6] [--eval-episodes 100] [--workers 2] [--threads 1] [--only RUN ...]
        [--out docs/results/vt_refine.md]
+
+DPPO's settings here (not `DPPOConfig`'s defaults): 128 decisions (1024 env steps) per iteration updated as one
+minibatch, the critic alone for the first 2 iterations, actor lr 3e-6; with 32 decisions per iteration, minibatches
+of 16 and lr 1e-5 the actor's updates were noise that moved the policy away from the demonstrations
+(docs/vt_refine.md, "Why the first fine-tuning made the policy worse").
 """
 
 from __future__ import annotations
@@ -66,7 +73,35 @@ def cells(args) -> list[tuple[str, str]]:
 def dppo_config(args, assembly: str, seed: int) -> dict:
     return {"env": {"assembly": assembly}, "num_envs": args.num_envs, "n_steps": args.n_steps,
             "total_env_steps": args.dppo_env_steps, "seed": seed, "threads": args.threads,
-            "min_sampling_std": args.sampling_std, "min_logprob_std": args.sampling_std}  # fmt: skip
+            "min_sampling_std": args.sampling_std, "min_logprob_std": args.sampling_std,
+            "minibatch_size": args.minibatch_size, "critic_warmup_iters": args.critic_warmup,
+            "actor_lr": args.actor_lr}  # fmt: skip
+
+
+def retire_stale(root: Path, name: str, config: dict) -> bool:
+    """Move ``dppo_NAME`` and ``eval_ft_NAME`` aside (``stale/``) when the DPPO run there was made with another
+    config (other than its env-step budget, which a resumed run may grow) or by another version of the
+    algorithm (a log without today's columns); returns whether it did."""
+    from dataclasses import asdict
+
+    from taclab.rl.dppo import LOG_COLUMNS, DPPOConfig
+
+    run = root / f"dppo_{name}"
+    if not (run / "run.json").is_file():
+        return False
+    old = dict(json.loads((run / "run.json").read_text())["config"])
+    new = json.loads(json.dumps(asdict(DPPOConfig.from_dict(config))))
+    old.pop("total_env_steps", None), new.pop("total_env_steps")
+    log_file = run / "log.csv"
+    header = log_file.read_text().splitlines()[0].split(",") if log_file.is_file() else list(LOG_COLUMNS)
+    if old == new and header == list(LOG_COLUMNS):
+        return False
+    stale = root / "stale" / time.strftime("%Y%m%d-%H%M%S")
+    stale.mkdir(parents=True, exist_ok=True)
+    for d in (run, root / f"eval_ft_{name}"):
+        if d.exists():
+            d.rename(stale / d.name)
+    return True
 
 
 def run(args) -> None:
@@ -82,6 +117,8 @@ def run(args) -> None:
     train = {"batch_size": 64, "lr": 1e-3, "ema_decay": 0.995, "val_fraction": 0.05, "checkpoint_every": 100,
              "threads": args.threads, "seed": 0}  # fmt: skip
     for i, (name, a) in enumerate(cells(args)):  # each cell end to end: its row of the table fills early
+        if args.only and name not in args.only:  # the seed stays the cell's index among all cells
+            continue
         m = name.split("_", 1)[1]
         if m == "scratch":
             pre = pipeline.untrained(data, a, root / f"init_{name}", {**MODEL, "use_tactile": True})
@@ -98,6 +135,8 @@ def run(args) -> None:
             log(f"eval pre {name}: {r['successes']}/{r['episodes']} ({time.perf_counter() - t:.0f} s)", root)
             write_report(args)
         if "dppo" in args.stages:
+            if retire_stale(root, name, dppo_config(args, a, i)):
+                log(f"dppo_{name}: made with another DPPO config or version, moved to {root / 'stale'}", root)
             t = time.perf_counter()
             pipeline.fine_tune(pre, root / f"dppo_{name}", dppo_config(args, a, i), progress=False)
             log(f"dppo_{name} ready ({time.perf_counter() - t:.0f} s)", root)
@@ -163,6 +202,57 @@ def curves(args) -> list[str]:
     return found
 
 
+def final_drift(log_csv: Path) -> float:
+    """The last ``action_drift`` of a DPPO log (RMS change of the executed actions in the [-1, 1] scale)."""
+    rows = list(csv.DictReader(open(log_csv))) if log_csv.is_file() else []
+    return float(rows[-1]["action_drift"]) if rows and rows[-1].get("action_drift") else float("nan")
+
+
+def findings(args) -> list[str]:
+    """The paper's three findings, each reproduced or not with the numbers of the finished runs."""
+    root = args.root
+    ev = {
+        (a, m, k): _read(root / f"eval_{k}_{a}_{m}" / "eval.json")
+        for a in args.assemblies
+        for m in ("vt", "vision", "scratch")
+        for k in ("pre", "ft")
+    }
+
+    def ci(r: dict) -> str:
+        return f"{r['success']:.2f} ({r['interval'][0]:.2f}-{r['interval'][1]:.2f})"
+
+    def disjoint(r1: dict, r2: dict) -> bool:
+        return r1["interval"][1] < r2["interval"][0] or r2["interval"][1] < r1["interval"][0]
+
+    out = ["", "## The paper's findings", ""]
+    for a in args.assemblies:
+        pre, ft = ev[(a, "vt", "pre")], ev[(a, "vt", "ft")]
+        if pre and ft:
+            d = ft["success"] - pre["success"]
+            verdict = "reproduced" if d >= 0.30 else "not reproduced"
+            sig = "95 % intervals disjoint" if disjoint(pre, ft) else "95 % intervals overlap: no significant change"
+            out.append(f"- {a}: fine-tuning lifts visuo-tactile by 30 points or more: **{verdict}**, {ci(pre)} -> "
+                       f"{ci(ft)}, {d:+.2f} ({sig}).")  # fmt: skip
+        else:
+            out.append(f"- {a}: fine-tuning lifts visuo-tactile by 30 points or more: pending.")
+        vt, vis = ev[(a, "vt", "ft")], ev[(a, "vision", "ft")]
+        if vt and vis:
+            d = vt["success"] - vis["success"]
+            verdict = "reproduced" if d > 0 and disjoint(vt, vis) else "not reproduced"
+            out.append(f"- {a}: after fine-tuning visuo-tactile beats vision only: **{verdict}**, {ci(vt)} against "
+                       f"{ci(vis)}, {d:+.2f}.")  # fmt: skip
+        else:
+            out.append(f"- {a}: after fine-tuning visuo-tactile beats vision only: pending.")
+        sc = ev[(a, "scratch", "ft")]
+        if sc:
+            verdict = "reproduced" if sc["success"] <= 0.02 else "not reproduced"
+            out.append(f"- {a}: RL from scratch fails within the same budget: **{verdict}**, {ci(sc)} after "
+                       f"{args.dppo_env_steps} env steps.")  # fmt: skip
+        else:
+            out.append(f"- {a}: RL from scratch fails within the same budget: pending.")
+    return out
+
+
 def write_report(args) -> None:
     root = args.root
     found = curves(args)
@@ -174,8 +264,9 @@ def write_report(args) -> None:
         f"default scene (clearance 0.8 mm, 10 Hz, 150-step limit). {args.demos} successful demonstrations per "
         f"assembly; the point-cloud diffusion policy ({MODEL}, otherwise `configs/vtrefine_dp.yaml`'s model) trained "
         f"{args.dp_steps} steps; DPPO for {args.dppo_env_steps} env steps over {args.num_envs} async envs "
-        f"({args.n_steps} decisions of 8 actions per env per iteration, exploration std {args.sampling_std}, the rest "
-        "`DPPOConfig`'s defaults); "
+        f"({args.n_steps} decisions of 8 actions per env per iteration, minibatches of {args.minibatch_size} "
+        f"decisions, the first {args.critic_warmup} iterations training only the critic, actor lr {args.actor_lr:g}, "
+        f"exploration std {args.sampling_std}, the rest `DPPOConfig`'s defaults); "
         f"{args.eval_episodes} evaluation episodes per policy, seeds of `taclab.eval.rollout` with seed 1, "
         "deterministic DDIM sampling. Intervals are 95 % Wilson intervals. 'pending' marks runs not finished yet.",
         "",
@@ -204,10 +295,25 @@ def write_report(args) -> None:
     for name, _ in cells(args):
         s = _read(root / f"dppo_{name}" / "summary.json")
         if s:
+            drift = final_drift(root / f"dppo_{name}" / "log.csv")
             lines.append(
                 f"| {name} | DPPO | {s['env_steps']} env steps | {s['train_time_s'] / 60:.1f} | "
-                f"{s['env_steps_per_s']} env steps/s (rollout and update) |"
+                f"{s['env_steps_per_s']} env steps/s (rollout and update); action drift at the end "
+                f"{drift:.3f} |"
             )
+    lines += findings(args)
+    stale = sorted((root / "stale").glob("*/dppo_*/run.json")) if (root / "stale").is_dir() else []
+    if stale:
+        lines += ["", "## Earlier DPPO runs (other config or older DPPO; moved to `stale/`)", "",
+                  "| run | DPPO config | env steps | fine-tuned success |", "|---|---|---|---|"]  # fmt: skip
+        for f in stale:
+            c, name = json.loads(f.read_text())["config"], f.parent.name.removeprefix("dppo_")
+            s = _read(f.parent / "summary.json")
+            keys = ("n_steps", "minibatch_size", "actor_lr", "critic_warmup_iters", "min_sampling_std")
+            desc = ", ".join(f"{k} {c[k]}" for k in keys if k in c)
+            steps = s["env_steps"] if s else "unfinished"
+            ft = _read(f.parent.parent / f"eval_ft_{name}" / "eval.json")
+            lines.append(f"| {f.parent.parent.name}/{name} | {desc} | {steps} | {_cell(ft)} |")
     if found:
         lines += ["", "## Learning curves", "", "![curves](vt_refine_curves.png)", "",
                   "Success of the DPPO training episodes (with exploration noise) against env steps, running mean "
@@ -224,11 +330,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--assemblies", nargs="+", default=["round", "square"], choices=["round", "square"])
     ap.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES))
     ap.add_argument("--no-scratch", dest="scratch", action="store_false", help="skip RL from scratch")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="run only these cells (e.g. round_vt round_scratch); the report covers all",
+    )
     ap.add_argument("--demos", type=int, default=30)
     ap.add_argument("--dp-steps", type=int, default=800)
-    ap.add_argument("--dppo-env-steps", type=int, default=24_000)
+    ap.add_argument("--dppo-env-steps", type=int, default=16_384)
     ap.add_argument("--num-envs", type=int, default=2)
-    ap.add_argument("--n-steps", type=int, default=16)
+    ap.add_argument("--n-steps", type=int, default=64, help="decisions per env per DPPO iteration")
+    ap.add_argument("--minibatch-size", type=int, default=128, help="decisions per DPPO minibatch")
+    ap.add_argument("--critic-warmup", type=int, default=2, help="DPPO iterations that train only the critic")
+    ap.add_argument("--actor-lr", type=float, default=3e-6, help="DPPO's actor learning rate")
     ap.add_argument("--sampling-std", type=float, default=0.03, help="DPPO's min_sampling_std and min_logprob_std")
     ap.add_argument("--eval-episodes", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
@@ -236,11 +352,29 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/results/vt_refine.md"))
     args = ap.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
-    for k in ("demos", "dp_steps", "dppo_env_steps", "num_envs", "n_steps", "eval_episodes", "workers", "threads"):
+    for k in (
+        "demos",
+        "dp_steps",
+        "dppo_env_steps",
+        "num_envs",
+        "n_steps",
+        "minibatch_size",
+        "eval_episodes",
+        "workers",
+        "threads",
+    ):
         if getattr(args, k) < 1:
             ap.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}")
+    if args.critic_warmup < 0:
+        ap.error(f"--critic-warmup must be >= 0, got {args.critic_warmup}")
+    if not args.actor_lr >= 0:
+        ap.error(f"--actor-lr must be >= 0, got {args.actor_lr}")
     if not args.sampling_std > 0:
         ap.error(f"--sampling-std must be > 0, got {args.sampling_std}")
+    names = [n for n, _ in cells(args)]
+    bad = [n for n in args.only if n not in names]
+    if bad:
+        ap.error(f"--only {bad[0]} is not a cell of this benchmark; allowed: {', '.join(names)}")
     np.seterr(all="ignore")
     run(args)
 

@@ -102,10 +102,14 @@ class DPPOConfig:
     """standardize the advantages of each iteration's rollout"""
     reward_scale: float = 1.0
     """multiplies the env rewards"""
+    drift_probe: int = 32
+    """decisions of each rollout on which ``action_drift`` (logged) compares the fine-tuned and pre-trained actions"""
     critic_hidden: tuple[int, ...] = (256, 256)
     """hidden widths of the critic MLP"""
     train_actor: bool = True
-    """false: only the critic learns (e.g. to warm the critic up first)"""
+    """false: only the critic learns"""
+    critic_warmup_iters: int = 0
+    """the first this many iterations train only the critic (the actor waits for advantages worth following)"""
     seed: int = 0
     """seed of the env resets and of all sampling"""
     threads: int | None = None
@@ -131,12 +135,15 @@ class DPPOConfig:
             "critic_lr": self.critic_lr > 0,
             "update_epochs": self.update_epochs >= 1,
             "minibatch_size": self.minibatch_size >= 1,
+            "critic_warmup_iters": self.critic_warmup_iters >= 0,
+            "drift_probe": self.drift_probe >= 1,
             "max_grad_norm": self.max_grad_norm > 0,
             "vectorization": self.vectorization in ("async", "sync"),
         }
         allowed = {
             "ft_denoising_steps": f"1 to ddim_steps ({self.ddim_steps})",
             "vectorization": "'async' or 'sync'",
+            "critic_warmup_iters": ">= 0",
             "gamma": "in (0, 1]",
             "gae_lambda": "in [0, 1]",
             "gamma_denoising": "in (0, 1]",
@@ -222,8 +229,10 @@ def chain_steps(policy, cfg: DPPOConfig) -> list[tuple[int, int]]:
     return ddim_timesteps(policy.cfg.train_timesteps, cfg.ddim_steps)
 
 
-def gaussian_logprob(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
-    """Elementwise log N(x; mean, std^2), averaged over the last two dimensions (horizon, action_dim)."""
+def gaussian_logprob(x: torch.Tensor, mean: torch.Tensor, std: float, steps: int | None = None) -> torch.Tensor:
+    """Elementwise log N(x; mean, std^2), averaged over the first ``steps`` actions of the chunk (all with None)
+    and the action dimensions: ``x`` and ``mean`` are (..., horizon, action_dim)."""
+    x, mean = x[..., :steps, :], mean[..., :steps, :]
     return (-((x - mean) ** 2) / (2 * std**2) - math.log(std) - 0.5 * math.log(2 * math.pi)).mean((-2, -1))
 
 
@@ -252,7 +261,7 @@ def sample_chain(policy, frozen, inputs, cfg: DPPOConfig, generator: torch.Gener
             x = mean + cfg.min_sampling_std * noise
         else:
             x = mean
-        logps.append(gaussian_logprob(x, mean, max(cfg.min_sampling_std, cfg.min_logprob_std)))
+        logps.append(gaussian_logprob(x, mean, max(cfg.min_sampling_std, cfg.min_logprob_std), cfg.act_steps))
     chain.append(x)
     return torch.stack(chain, 1), torch.stack(logps, 1), x.clamp(-1, 1)
 
@@ -265,10 +274,92 @@ def chain_logprobs(policy, inputs, chain: torch.Tensor, cfg: DPPOConfig) -> torc
     cond = ft.encode(inputs["points"], inputs["state"])
     std = max(cfg.min_sampling_std, cfg.min_logprob_std)
     out = [
-        gaussian_logprob(chain[:, k + 1], policy.ddim_mean(ft, chain[:, k], t, tp, cond), std)
+        gaussian_logprob(chain[:, k + 1], policy.ddim_mean(ft, chain[:, k], t, tp, cond), std, cfg.act_steps)
         for k, (t, tp) in enumerate(steps)
     ]
     return torch.stack(out, 1)
+
+
+def ppo_update(
+    policy,
+    opt_a,
+    batch: dict[str, np.ndarray],
+    chains: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: np.ndarray,
+    cfg: DPPOConfig,
+    gen: torch.Generator,
+    train_actor: bool = True,
+    critic: tuple | None = None,
+) -> dict[str, list[float]]:
+    """PPO on one rollout's denoising transitions: ``update_epochs`` passes in minibatches of ``minibatch_size``
+    decisions (``batch``: their observations, ``chains`` (B, K + 1, H, A), ``old_logp`` (B, K), ``adv`` (B,)
+    the decisions' advantages, standardized here with ``norm_adv``). ``critic``: (critic, optimizer, privileged
+    states (B, P), returns (B,)), regressed on the same minibatches. Returns the per-minibatch losses, approximate
+    KL and clip fractions."""
+    adv_t = torch.as_tensor(np.asarray(adv), dtype=torch.float32, device=cfg.device)
+    if cfg.norm_adv and len(adv_t) > 1:
+        adv_t = (adv_t - adv_t.mean()) / (adv_t.std() + 1e-8)
+    k_idx = torch.arange(cfg.ft_denoising_steps, device=cfg.device)
+    weight = cfg.gamma_denoising ** (cfg.ft_denoising_steps - 1 - k_idx).float()
+    if critic is not None:
+        net_c, opt_c, priv, ret = critic
+        priv_t = torch.as_tensor(np.asarray(priv, np.float32), device=cfg.device)
+        ret_t = torch.as_tensor(np.asarray(ret), dtype=torch.float32, device=cfg.device)
+    n = len(chains)
+    out: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "approx_kl": [], "clipfrac": []}
+    policy.model.train()
+    for _epoch in range(cfg.update_epochs):
+        order = torch.randperm(n, generator=gen)
+        for s in range(0, n, cfg.minibatch_size):
+            mb = order[s : s + cfg.minibatch_size].numpy()
+            if critic is not None:
+                v_loss = 0.5 * ((net_c(priv_t[mb]) - ret_t[mb]) ** 2).mean()
+                opt_c.zero_grad()
+                v_loss.backward()
+                nn.utils.clip_grad_norm_(net_c.parameters(), cfg.max_grad_norm)
+                opt_c.step()
+                out["value_loss"].append(float(v_loss.detach()))
+            if not train_actor:
+                continue
+            inputs = policy.prepare({k: v[mb] for k, v in batch.items()})
+            new_logp = chain_logprobs(policy, inputs, chains[mb], cfg)
+            log_ratio = new_logp - old_logp[mb]
+            ratio = log_ratio.exp()
+            a = adv_t[mb][:, None] * weight[None]
+            pg = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+            opt_a.zero_grad()
+            pg.backward()
+            nn.utils.clip_grad_norm_(policy.model.net.parameters(), cfg.max_grad_norm)
+            opt_a.step()
+            with torch.no_grad():
+                out["approx_kl"].append(float(((ratio - 1) - log_ratio).mean()))
+                out["clipfrac"].append(float(((ratio - 1).abs() > cfg.clip_coef).float().mean()))
+            out["policy_loss"].append(float(pg.detach()))
+            if cfg.target_kl is not None and out["approx_kl"][-1] > cfg.target_kl:
+                policy.model.eval()
+                return out
+    policy.model.eval()
+    return out
+
+
+@torch.no_grad()
+def action_drift(policy, frozen, inputs, cfg: DPPOConfig, seed: int = 0) -> float:
+    """RMS difference, in the [-1, 1] action scale, between the executed actions (the first ``act_steps`` of the
+    chunk) of the fine-tuned policy and of the pre-trained one, both denoised deterministically from the same
+    initial noise: how far fine-tuning has moved the policy that is evaluated."""
+    first_ft = cfg.ddim_steps - cfg.ft_denoising_steps
+    b = len(inputs["state"])
+    x0 = torch.randn((b, policy.cfg.horizon, policy.io.action_dim), generator=torch.Generator().manual_seed(seed))
+    conds = {id(n): n.encode(inputs["points"], inputs["state"]) for n in (policy.model.net, frozen)}
+    out = []
+    for tuned in (True, False):
+        x = x0.to(policy.device)
+        for i, (t, tp) in enumerate(chain_steps(policy, cfg)):
+            net = policy.model.net if tuned and i >= first_ft else frozen
+            x = policy.ddim_mean(net, x, t, tp, conds[id(net)])
+        out.append(x.clamp(-1, 1)[:, : cfg.act_steps])
+    return float(((out[0] - out[1]) ** 2).mean().sqrt())
 
 
 def gae(rewards, values, dones, last_value, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -288,7 +379,7 @@ def gae(rewards, values, dones, last_value, gamma: float, lam: float) -> tuple[n
 # ----------------------------------------------------------------------------------------------- the run folder
 LOG_COLUMNS = (
     "iteration", "env_steps", "episodes", "success_rate", "mean_return", "policy_loss", "value_loss",
-    "approx_kl", "clipfrac", "env_steps_per_s", "elapsed_s",
+    "approx_kl", "clipfrac", "action_drift", "env_steps_per_s", "elapsed_s",
 )  # fmt: skip
 
 
@@ -508,49 +599,15 @@ def train(
                 # -- 2. PPO on the denoising transitions -------------------------------------------------
                 chains = torch.cat(buf["chain"]).to(cfg.device)  # (T * N, K + 1, H, A)
                 old_logp = torch.cat(buf["logp"]).to(cfg.device)  # (T * N, K)
-                adv_t = torch.as_tensor(adv.reshape(-1), dtype=torch.float32, device=cfg.device)
-                if cfg.norm_adv and len(adv_t) > 1:
-                    adv_t = (adv_t - adv_t.mean()) / (adv_t.std() + 1e-8)
-                k_idx = torch.arange(cfg.ft_denoising_steps, device=cfg.device)
-                weight = cfg.gamma_denoising ** (cfg.ft_denoising_steps - 1 - k_idx).float()
-                ret_t = torch.as_tensor(ret.reshape(-1), dtype=torch.float32, device=cfg.device)
-                priv_t = torch.as_tensor(priv_all.reshape(-1, priv_all.shape[-1]), device=cfg.device)
-                n = len(chains)
-                pg_l, v_l, kls, clips = [], [], [], []
-                stop = False
-                policy.model.train()
-                for _epoch in range(cfg.update_epochs):
-                    order = torch.randperm(n, generator=gen)
-                    for s in range(0, n, cfg.minibatch_size):
-                        mb = order[s : s + cfg.minibatch_size].numpy()
-                        v_loss = 0.5 * ((critic(priv_t[mb]) - ret_t[mb]) ** 2).mean()
-                        opt_c.zero_grad()
-                        v_loss.backward()
-                        nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
-                        opt_c.step()
-                        v_l.append(float(v_loss.detach()))
-                        if not cfg.train_actor:
-                            continue
-                        inputs = policy.prepare({CLOUD: cloud[mb], STATE: st[mb]})
-                        new_logp = chain_logprobs(policy, inputs, chains[mb], cfg)
-                        log_ratio = new_logp - old_logp[mb]
-                        ratio = log_ratio.exp()
-                        a = adv_t[mb][:, None] * weight[None]
-                        pg = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
-                        opt_a.zero_grad()
-                        pg.backward()
-                        nn.utils.clip_grad_norm_(policy.model.net.parameters(), cfg.max_grad_norm)
-                        opt_a.step()
-                        with torch.no_grad():
-                            kls.append(float(((ratio - 1) - log_ratio).mean()))
-                            clips.append(float(((ratio - 1).abs() > cfg.clip_coef).float().mean()))
-                        pg_l.append(float(pg.detach()))
-                        if cfg.target_kl is not None and kls[-1] > cfg.target_kl:
-                            stop = True
-                            break
-                    if stop:
-                        break
+                stats = ppo_update(
+                    policy, opt_a, {CLOUD: cloud, STATE: st}, chains, old_logp, adv.reshape(-1), cfg, gen,
+                    train_actor=cfg.train_actor and it >= cfg.critic_warmup_iters,
+                    critic=(critic, opt_c, priv_all.reshape(-1, priv_all.shape[-1]), ret.reshape(-1)),
+                )  # fmt: skip
+                pg_l, v_l, kls, clips = stats["policy_loss"], stats["value_loss"], stats["approx_kl"], stats["clipfrac"]
                 policy.model.eval()
+                probe = policy.prepare({CLOUD: cloud[: cfg.drift_probe], STATE: st[: cfg.drift_probe]})
+                drift = action_drift(policy, frozen, probe, cfg, seed=cfg.seed)
                 # -- 3. log and checkpoint --------------------------------------------------------------
                 state["iteration"] = it + 1
                 state["env_steps"] += steps_run
@@ -566,6 +623,7 @@ def train(
                     "value_loss": float(np.mean(v_l)),
                     "approx_kl": float(np.mean(kls)) if kls else float("nan"),
                     "clipfrac": float(np.mean(clips)) if clips else float("nan"),
+                    "action_drift": drift,
                     "env_steps_per_s": steps_run / max(t_roll, 1e-9),
                     "elapsed_s": state["elapsed_s"],
                 }

@@ -1,5 +1,7 @@
-"""DPPO: transition log-probabilities against a hand computation, GAE on a tiny case, and a tiny run that
-changes only the fine-tuned denoiser, resumes, and whose policy loads in a fresh process."""
+"""DPPO: transition log-probabilities against a hand computation (over the executed actions only), GAE on a tiny
+case, the fine-tuned copy acting exactly as the pre-trained policy before any update, critic warm-up, and a tiny
+run that changes only the fine-tuned denoiser, logs how far its actions moved, resumes, and whose policy loads in
+a fresh process."""
 
 import json
 import math
@@ -14,7 +16,7 @@ import torch
 from taclab.policies import load_policy, make_policy
 from taclab.policies.learned import InputSpec, PolicyIO
 from taclab.policies.pointcloud_dp import CLOUD, STATE
-from taclab.rl.dppo import DPPOConfig, chain_logprobs, gae, sample_chain
+from taclab.rl.dppo import DPPOConfig, _fine_tuned_policy, action_drift, chain_logprobs, gae, sample_chain
 
 TINY = {
     "point_widths": (16,),
@@ -62,7 +64,7 @@ def env_policy(tmp_path, seed=0, prediction="epsilon"):
 def test_logprobs_match_hand_computation(tmp_path, prediction):
     path, batch = env_policy(tmp_path, prediction=prediction)
     p = load_policy(path)
-    cfg = DPPOConfig(ddim_steps=2, ft_denoising_steps=2, min_sampling_std=0.2, min_logprob_std=0.3)
+    cfg = DPPOConfig(ddim_steps=2, ft_denoising_steps=2, min_sampling_std=0.2, min_logprob_std=0.3, act_steps=2)
     inputs = p.prepare(batch)
     chain, logp, x = sample_chain(p, p.model.net, inputs, cfg, torch.Generator().manual_seed(0))
     assert chain.shape == (4, 3, 4, 14) and logp.shape == (4, 2)
@@ -81,11 +83,46 @@ def test_logprobs_match_hand_computation(tmp_path, prediction):
             mean = np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev) * e
             s = 0.3  # the sampling std 0.2 floored at 0.3
             z = chain[:, k + 1].numpy().astype(np.float64)
-            hand = (-((z - mean) ** 2) / (2 * s * s) - math.log(s) - 0.5 * math.log(2 * math.pi)).mean((1, 2))
+            dens = -((z - mean) ** 2) / (2 * s * s) - math.log(s) - 0.5 * math.log(2 * math.pi)
+            hand = dens[:, :2].mean((1, 2))  # the 2 executed actions of the chunk of 4, all 14 dimensions
             np.testing.assert_allclose(logp[:, k].numpy(), hand, rtol=1e-4, atol=1e-4)
         again = chain_logprobs(p, inputs, chain, cfg)
     np.testing.assert_allclose(again.numpy(), logp.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(x.numpy(), chain[:, -1].clamp(-1, 1).numpy())
+
+
+def test_logprobs_read_only_the_executed_actions(tmp_path):
+    """The actions past ``act_steps`` never reach the env, so their noise must not enter the ratio."""
+    path, batch = env_policy(tmp_path, prediction="sample")
+    p = load_policy(path)
+    cfg = DPPOConfig(ddim_steps=2, ft_denoising_steps=2, act_steps=2)
+    inputs = p.prepare(batch)
+    chain, logp, _ = sample_chain(p, p.model.net, inputs, cfg, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tail = chain.clone()
+        tail[:, 2, 2:] += 0.5  # the final chunk's unexecuted actions
+        head = chain.clone()
+        head[:, 2, :2] += 0.5  # the final chunk's executed actions
+        torch.testing.assert_close(chain_logprobs(p, inputs, tail, cfg), logp)
+        assert (chain_logprobs(p, inputs, head, cfg)[:, 1] < logp[:, 1] - 1).all()
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_fine_tuned_copy_acts_as_the_pretrained_policy_before_any_update(tmp_path, k):
+    path, batch = env_policy(tmp_path, prediction="sample")
+    pre = load_policy(path)
+    policy = load_policy(path)
+    cfg = DPPOConfig(ddim_steps=2, ft_denoising_steps=k, act_steps=2)
+    tuned = _fine_tuned_policy(policy, policy.model.net, cfg)
+    obs = {"point_cloud": batch[CLOUD][0], "state": batch[STATE][0]}
+    pre.reset(seed=3)
+    tuned.reset(seed=3)
+    np.testing.assert_array_equal(tuned.predict_action_chunk(obs), pre.predict_action_chunk(obs))
+    assert action_drift(policy, pre.model.net, policy.prepare(batch), cfg) == 0.0
+    with torch.no_grad():  # a moved denoiser moves the executed actions
+        for prm in policy.model.net.unet.final.parameters():
+            prm.add_(0.05)
+    assert action_drift(policy, pre.model.net, policy.prepare(batch), cfg) > 1e-3
 
 
 def test_gae_tiny_case():
@@ -122,6 +159,8 @@ def test_one_iteration_changes_only_the_fine_tuned_copy_and_resumes(tmp_path):
     assert changed, "the fine-tuned denoiser did not change"
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 2 and int(rows[1].split(",")[1]) == 8
+    row = dict(zip(rows[0].split(","), rows[1].split(","), strict=True))
+    assert float(row["action_drift"]) > 0  # the update moved the executed actions
     assert (out / "success_curve.png").is_file() and (out / "success_curve.csv").is_file()
     with pytest.raises(ValueError, match="already holds"):
         train(DPPOConfig(**cfg), path, out, progress=False)
@@ -135,6 +174,26 @@ def test_one_iteration_changes_only_the_fine_tuned_copy_and_resumes(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(4, 14)"
+
+
+def test_critic_warmup_leaves_the_actor_alone(tmp_path):
+    from taclab.rl.dppo import train
+
+    path, _ = env_policy(tmp_path)
+    before = load_policy(path).model.net.state_dict()
+    cfg = dict(
+        env=ENV, num_envs=2, vectorization="sync", n_steps=2, act_steps=2, ddim_steps=2, ft_denoising_steps=2,
+        update_epochs=1, minibatch_size=2, actor_lr=1e-3, target_kl=None, total_env_steps=8, critic_warmup_iters=1,
+    )  # fmt: skip
+    out = tmp_path / "dppo"
+    tuned = load_policy(train(DPPOConfig(**cfg), path, out, progress=False))
+    for key, v in before.items():
+        torch.testing.assert_close(tuned.model.net.state_dict()[key], v)
+    rows = (out / "log.csv").read_text().splitlines()
+    row = dict(zip(rows[0].split(","), rows[1].split(","), strict=True))
+    assert float(row["action_drift"]) == 0.0 and row["policy_loss"] == "nan" and float(row["value_loss"]) >= 0
+    with pytest.raises(ValueError, match="critic_warmup_iters"):
+        DPPOConfig(critic_warmup_iters=-1)
 
 
 def test_every_config_key_is_documented():
@@ -157,3 +216,31 @@ def test_command_line_errors(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "error: DPPO config clip_coef=-1 is invalid; allowed: > 0"
     assert main(["--pretrained", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_signal_free_drift(tmp_path):
+    """Updates on advantages without information move the executed actions in proportion to the learning rate
+    (none at lr 0); bad input gets one error line."""
+    from taclab.papers.vtrefine.drift import main, signal_free_drift
+
+    path, batch = env_policy(tmp_path, prediction="sample")
+    cfg = dict(
+        num_envs=1,
+        n_steps=2,
+        minibatch_size=2,
+        update_epochs=2,
+        ddim_steps=2,
+        ft_denoising_steps=2,
+        act_steps=2,
+        target_kl=None,
+    )
+    quiet = dict(probe=2, report=lambda _msg: None)
+    still = signal_free_drift(load_policy(path), batch[CLOUD], batch[STATE], 2, DPPOConfig(**cfg, actor_lr=0), **quiet)
+    moved = signal_free_drift(
+        load_policy(path), batch[CLOUD], batch[STATE], 2, DPPOConfig(**cfg, actor_lr=1e-3), **quiet
+    )
+    assert [r["env_steps"] for r in moved] == [4, 8]
+    assert all(r["action_drift"] == 0 for r in still) and moved[-1]["action_drift"] > 1e-4
+    with pytest.raises(ValueError, match="needs at least"):
+        signal_free_drift(load_policy(path), batch[CLOUD], batch[STATE], 1, DPPOConfig(**cfg), probe=3)
+    assert main(["--policy", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2

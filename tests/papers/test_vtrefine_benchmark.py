@@ -1,0 +1,70 @@
+"""benchmarks/vt_refine.py: a DPPO run made with another config (or by an older DPPO, without today's log
+columns) is moved aside with its evaluation before the benchmark fine-tunes again; ``--only`` names cells."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from taclab.rl.dppo import LOG_COLUMNS, DPPOConfig
+
+BENCH = Path(__file__).parents[2] / "benchmarks" / "vt_refine.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("vt_refine_bench", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _args():
+    """The benchmark's DPPO options as the command line would give them."""
+
+    class Args:
+        pass
+
+    a = Args()
+    ap_defaults = {"num_envs": 2, "n_steps": 64, "dppo_env_steps": 1000, "threads": 1, "sampling_std": 0.03,
+                   "minibatch_size": 128, "critic_warmup": 2, "actor_lr": 3e-6}  # fmt: skip
+    a.__dict__.update(ap_defaults)
+    return a
+
+
+def _fake_run(root: Path, name: str, config: dict, columns) -> None:
+    run = root / f"dppo_{name}"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"config": asdict(DPPOConfig.from_dict(config)), "pretrained": "x"}))
+    (run / "log.csv").write_text(",".join(columns) + "\n")
+    (root / f"eval_ft_{name}").mkdir()
+    (root / f"eval_ft_{name}" / "eval.json").write_text("{}")
+
+
+def test_stale_dppo_runs_are_moved_aside(tmp_path):
+    mod = _bench()
+    args = _args()
+    cfg = mod.dppo_config(args, "round", 0)
+    _fake_run(tmp_path, "round_vt", cfg, LOG_COLUMNS)
+    assert not mod.retire_stale(tmp_path, "round_vt", cfg)  # same config, current log: kept
+    assert not mod.retire_stale(tmp_path, "round_vt", {**cfg, "total_env_steps": 5000})  # a larger budget resumes
+    assert (tmp_path / "dppo_round_vt").is_dir()
+    assert mod.retire_stale(tmp_path, "round_vt", {**cfg, "actor_lr": 1e-5})
+    assert not (tmp_path / "dppo_round_vt").exists() and not (tmp_path / "eval_ft_round_vt").exists()
+    moved = list((tmp_path / "stale").glob("*/dppo_round_vt")) + list((tmp_path / "stale").glob("*/eval_ft_round_vt"))
+    assert len(moved) == 2
+    old_columns = [c for c in LOG_COLUMNS if c != "action_drift"]  # a run of the DPPO before the drift column
+    _fake_run(tmp_path, "round_vision", cfg, old_columns)
+    assert mod.retire_stale(tmp_path, "round_vision", cfg)
+    assert not mod.retire_stale(tmp_path, "round_scratch", cfg)  # nothing there
+
+
+def test_only_rejects_an_unknown_cell(tmp_path):
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--root", str(tmp_path), "--only", "round_nope"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "error: --only round_nope is not a cell of this benchmark" in r.stderr
+    assert not (tmp_path / "benchmark.log").exists()
