@@ -398,7 +398,9 @@ def seed_section(seed_rows: dict) -> list[str]:
         noise = np.mean([margins(a[k], b[k])[margin_key] / 2 for k in ks]) / np.sqrt(len(ks))
         se = float(np.sqrt(d.var(ddof=1) / len(ks) + noise**2))
         v = "reproduced" if d.mean() > 2 * se else "refuted" if d.mean() < -2 * se else "not resolved"
-        return f"{v} (mean paired difference {d.mean():+.3g} over {len(ks)} seeds, +-{2 * se:.3g})"
+        per = ", ".join(f"{x:+.3g}" for x in np.round(d, 6))
+        mean = round(float(d.mean()), 6)
+        return f"{v} (mean paired difference {mean:+.3g} over {len(ks)} seeds ({per}), +-{2 * se:.3g})"
 
     sft, full = CENTER_SFT, CENTER_GRPO
     nocf = "GRPO without counterfactual reward, centred touch"
@@ -419,17 +421,22 @@ def seed_section(seed_rows: dict) -> list[str]:
 
 
 def margins(a: dict, b: dict) -> dict:
-    """Two standard errors of the difference between two rows on the same questions (a paired bootstrap would be
-    finer): for EM and CSC from the binomial spread, for OMAE from the per-question errors."""
+    """Two standard errors of the difference between two rows on the same questions. OMAE and EM: from the
+    per-question differences, paired by question id (both rows answer the same test questions); CSC: binomial over
+    the cross-sensor groups; tactile reliance (a difference of two EM values per row): the EM margin times sqrt 2."""
     n = a["overall"]["n"]
-    p = (a["overall"]["exact_match"] + b["overall"]["exact_match"]) / 200
-    em = 200 * np.sqrt(2 * p * (1 - p) / n)
-    errs = [s["omae"] for s in a["samples"] + b["samples"] if "omae" in s]
-    omae = 2 * np.sqrt(2) * float(np.std(errs)) / np.sqrt(n) if errs else 0.0
+    sa, sb = {s["qid"]: s for s in a["samples"]}, {s["qid"]: s for s in b["samples"]}
+    both = sorted(set(sa) & set(sb))
+    d_em = np.array([100.0 * (float(sa[q]["exact"]) - float(sb[q]["exact"])) for q in both])
+    d_om = np.array([sa[q]["omae"] - sb[q]["omae"] for q in both if "omae" in sa[q] and "omae" in sb[q]])
+    em = 2 * float(d_em.std(ddof=1)) / np.sqrt(len(d_em)) if len(d_em) > 1 else 100.0
+    omae = 2 * float(d_om.std(ddof=1)) / np.sqrt(len(d_om)) if len(d_om) > 1 else 4.0
     g = a["overall"]["groups"] or 1
     q = ((a["overall"]["csc"] or 0) + (b["overall"]["csc"] or 0)) / 200
     csc = 200 * np.sqrt(2 * max(q * (1 - q), 0.25 / g) / g)
-    return {"em": em, "omae": omae, "csc": csc, "reliance": em * np.sqrt(2)}
+    p = (a["overall"]["exact_match"] + b["overall"]["exact_match"]) / 200
+    em_unpaired = 200 * np.sqrt(2 * p * (1 - p) / n)
+    return {"em": em, "omae": omae, "csc": csc, "reliance": em_unpaired * np.sqrt(2)}
 
 
 def claims(rows) -> list[str]:
@@ -496,8 +503,8 @@ def claims(rows) -> list[str]:
             f"without it {_f(a)}, with it {_f(b)} %, +-{m['csc']:.1f})."
         )
     out.append(
-        "- Margins are two standard errors of the difference; one seed per row, so run-to-run variation of "
-        "training is not in them."
+        "- Margins are two standard errors of the difference (OMAE and EM paired by question); one seed per row, so "
+        "run-to-run variation of training is not in them (see the seed table below when it is there)."
     )
     return out
 
