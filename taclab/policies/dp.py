@@ -27,6 +27,14 @@ from taclab.policies.learned import LearnedPolicy, Prediction
 
 
 class DPConfig(EncoderConfig):
+    image_size: int | None = Field(
+        96,
+        ge=16,
+        le=1024,
+        description="composite size in px; None keeps 3 x tile. 96 by default (the 192 px composite of the TLA "
+        "data's 64 px tiles halved, antialiased): at 96 px the encoder learns the sign of y, at 192 px it did not "
+        "within the training budget (docs/tla_recipe.md). With layout stacked the default is None (the tile size)",
+    )
     hidden: int = Field(256, ge=8, description="width of the denoiser's residual blocks")
     blocks: int = Field(3, ge=1, description="number of residual FiLM blocks")
     train_timesteps: int = Field(100, ge=2, description="diffusion steps of the training noise schedule")
@@ -48,6 +56,14 @@ class DPConfig(EncoderConfig):
         "0 starts from its centre and, with the deterministic DDIM sampler, gives one action per observation",
     )
     seed: int = Field(0, description="seed of the weight initialization and of the sampling generator")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stacked_keeps_tile_size(cls, data):
+        """The 96 px default is a composite size; a stacked input keeps its tile size unless told otherwise."""
+        if isinstance(data, dict) and data.get("layout") == "stacked" and "image_size" not in data:
+            data = {**data, "image_size": None}
+        return data
 
     @model_validator(mode="after")
     def _check(self):

@@ -120,7 +120,7 @@ IO = {"inputs": {"tactile": {"shape": (4, 2, 16, 16, 3)}}, "action_low": (-1, -1
 def test_policies_read_the_configured_representation_and_save_its_statistics(name, layout, tmp_path):
     t = _batch(n=8)
     tactile = {"subtract": "first_frame", "normalize": "center"}
-    p = make_policy(name, io=IO, layout=layout, tactile=tactile)
+    p = make_policy(name, io=IO, layout=layout, tactile=tactile, image_size=None)  # the tiles' own size
     p.fit_stats({"tactile": t}, np.random.default_rng(0).uniform(-1, 1, (8, 3)))
     images = p.prepare({"tactile": t})["images"]
     assert images.shape == ((8, 3, 48, 48) if layout == "composite" else (8, 24, 16, 16))
