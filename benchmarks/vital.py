@@ -12,8 +12,13 @@ RLPD learns from scratch on the frozen encoders of the task's ViSk policy (``tac
 VITAL-BC and VITAL run with the target at new places after the task's keypoint locator (trained once on 240
 rendered scenes) or the exact oracle placed the hand above it (``taclab.papers.vital.locate``).
 
-Usage: nice -n 10 python benchmarks/vital.py [--tasks usb,plug,card,key,pick] [--episodes 20] [--rl-steps 16000]
-       [--workers 2] [--root runs/vital] [--lists paper,spatial,scene,spatial_scene]
+Usage: nice -n 5 python benchmarks/vital.py [--tasks usb,plug,card,key,pick] [--methods BAKU,ViSk,...]
+       [--episodes 20] [--rl-steps 16000] [--bc-steps N] [--workers 2] [--root runs/vital]
+       [--lists paper,spatial,scene,spatial_scene,locate] [--report-only] [--report docs/results/vital.md]
+
+Several processes may share one ``--root`` (say one per task and method); every report is written from all the
+finished runs under it. The report states each of the paper's findings as reproduced or not with the numbers
+and the training cost in CPU seconds (``cost.json`` in each run folder) against the targets.
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ def _cost(out: Path):
             f.write_text(json.dumps(new, indent=2))
 
 
-def train_bc(name: str, task: str, data: Path, root: Path) -> tuple[Path, float]:
+def train_bc(name: str, task: str, data: Path, root: Path, steps: int | None = None) -> tuple[Path, float]:
     from taclab.train import load_run_config, train
 
     out = root / "bc" / f"{_slug(name)}_{task}"
@@ -105,7 +110,10 @@ def train_bc(name: str, task: str, data: Path, root: Path) -> tuple[Path, float]
         return out / "policy", json.loads((out / "summary.json").read_text())["train_time_s"]
     resume = (out / "checkpoints" / "last" / "state.json").is_file()
     log(f"training {name} on {task}{' (resuming)' if resume else ''}")
-    run = load_run_config(ROOT / "configs" / BC[name], overrides={"train.split": task, "train.threads": 1})
+    overrides = {"train.split": task, "train.threads": 1}
+    if steps is not None:
+        overrides["train.max_steps"] = steps
+    run = load_run_config(ROOT / "configs" / BC[name], overrides=overrides)
     with _cost(out):
         train(run, data, out, resume=resume, progress=False)
     s = json.loads((out / "summary.json").read_text())
@@ -405,11 +413,19 @@ def write_report(results: dict, times: dict, args) -> None:
     report.write_text("\n".join(lines))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt)  # a terminated run checkpoints and books its cost as Ctrl-C does
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", default="usb,plug,key,card,pick")
     ap.add_argument("--episodes", type=int, default=20, help="episodes per task of a task list")
     ap.add_argument("--rl-steps", type=int, default=16_000)
+    ap.add_argument("--bc-steps", type=int, help="BC optimizer steps instead of the configs' max_steps")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--root", default="runs/vital")
     ap.add_argument(
@@ -425,6 +441,8 @@ def main() -> None:
     bad = [t for t in args.tasks if t not in TASK_ORDER]
     if bad:
         raise SystemExit(f"error: unknown task {bad[0]!r}; allowed: {', '.join(TASK_ORDER)}")
+    if args.bc_steps is not None and args.bc_steps < 1:
+        raise SystemExit(f"error: --bc-steps must be at least 1, got {args.bc_steps}")
     lists = [x.strip() for x in args.lists.split(",") if x.strip()]
     bad = [x for x in lists if x not in ("paper", "spatial", "scene", "spatial_scene", "locate")]
     if bad:
@@ -447,7 +465,7 @@ def main() -> None:
     def policy_of(name: str, task: str) -> Path:
         """The trained policy of a method (trained first when missing, its base included)."""
         if name in BC:
-            return train_bc(name, task, data, root)[0]
+            return train_bc(name, task, data, root, args.bc_steps)[0]
         if name in RL:
             return train_rl(name, task, policy_of(RL[name], task), data, root, args.rl_steps)[0]
         return train_rlpd(task, policy_of("ViSk", task), data, root, args.rl_steps)[0]
