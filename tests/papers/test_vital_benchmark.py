@@ -54,6 +54,7 @@ def test_bad_input_is_named(tmp_path):
     for args, msg in (
         (["--tasks", "lock"], "error: unknown task 'lock'"),
         (["--lists", "paper,moon", "--report-only"], "error: unknown task list 'moon'"),
+        (["--bc-steps", "0", "--report-only"], "error: --bc-steps must be at least 1, got 0"),
         (["--report-only", "--root", str(tmp_path / "none")], "error: no benchmark runs under"),
     ):
         r = _run(*args)
