@@ -161,6 +161,13 @@ class DPPOConfig:
         bad = sorted(set(d) - known)
         if bad:
             raise ValueError(f"unknown DPPO config key {bad[0]!r}; allowed: {sorted(known)}")
+        d = dict(d)
+        for f in fields(cls):  # "3e-6" from a --set is a string to YAML; a float field takes it as a number
+            if f.name in d and isinstance(d[f.name], str) and f.type in ("float", "float | None"):
+                try:
+                    d[f.name] = float(d[f.name])
+                except ValueError:
+                    raise ValueError(f"DPPO config {f.name}={d[f.name]!r} is not a number") from None
         return cls(**d)
 
 

@@ -138,6 +138,9 @@ def test_bad_config():
         DPPOConfig(ddim_steps=3, ft_denoising_steps=4)
     with pytest.raises(ValueError, match="unknown DPPO config key 'lr'"):
         DPPOConfig.from_dict({"lr": 1.0})
+    assert DPPOConfig.from_dict({"actor_lr": "3e-6"}).actor_lr == 3e-6  # YAML reads 3e-6 as a string
+    with pytest.raises(ValueError, match="actor_lr='fast' is not a number"):
+        DPPOConfig.from_dict({"actor_lr": "fast"})
 
 
 def test_one_iteration_changes_only_the_fine_tuned_copy_and_resumes(tmp_path):
