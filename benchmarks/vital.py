@@ -82,11 +82,16 @@ def demos(root: Path) -> Path:
     return out
 
 
+def _step(state: Path) -> int:
+    return int(json.loads(state.read_text())["step"]) if state.is_file() else 0
+
+
 @contextlib.contextmanager
-def _cost(out: Path):
-    """Adds this process's CPU seconds and the load average to ``out/cost.json`` (summed over resumed parts):
-    with one torch thread, CPU seconds are what the run costs on an idle core, whatever the machine's load."""
-    c0, w0 = time.process_time(), time.perf_counter()
+def _cost(out: Path, state: Path):
+    """Adds this process's CPU seconds, the steps it made (read from the checkpoint's ``state`` file) and the load
+    average to ``out/cost.json``, summed over resumed parts: with one torch thread, CPU seconds per step are what
+    a step costs on a core, whatever the machine's load."""
+    c0, w0, s0 = time.process_time(), time.perf_counter(), _step(state)
     try:
         yield
     finally:
@@ -95,6 +100,7 @@ def _cost(out: Path):
         new = {
             "cpu_s": old["cpu_s"] + time.process_time() - c0,
             "wall_s": old["wall_s"] + time.perf_counter() - w0,
+            "steps_metered": old.get("steps_metered", 0) + _step(state) - s0,
             "parts": old["parts"] + 1,
             "load_average_at_end": os.getloadavg()[0],
         }
@@ -114,7 +120,7 @@ def train_bc(name: str, task: str, data: Path, root: Path, steps: int | None = N
     if steps is not None:
         overrides["train.max_steps"] = steps
     run = load_run_config(ROOT / "configs" / BC[name], overrides=overrides)
-    with _cost(out):
+    with _cost(out, out / "checkpoints" / "last" / "state.json"):
         train(run, data, out, resume=resume, progress=False)
     s = json.loads((out / "summary.json").read_text())
     log(f"{name} on {task}: {s['steps']} steps in {s['train_time_s']:.0f} s; val {s['final_val']}")
@@ -130,7 +136,7 @@ def train_rl(name: str, task: str, base: Path, data: Path, root: Path, steps: in
     resume = (out / "checkpoint" / "state.json").is_file()
     log(f"residual RL {name} on {task}{' (resuming)' if resume else ''}")
     cfg = ResidualConfig(base=str(base), demos=str(data), task=task, total_steps=steps, **RL_CPU)
-    with _cost(out):
+    with _cost(out, out / "checkpoint" / "state.json"):
         s = train_residual(cfg, out, resume=resume, progress=False)
     log(f"{name} on {task}: {s['env_steps']} env steps in {s['train_time_s']:.0f} s, eval {s['final_eval_success']}")
     return out / "policy", s["train_time_s"]
@@ -145,7 +151,7 @@ def train_rlpd(task: str, encoder: Path, data: Path, root: Path, steps: int) -> 
     resume = (out / "checkpoint" / "state.json").is_file()
     log(f"RLPD on {task}{' (resuming)' if resume else ''}")
     cfg = RLPDConfig(encoder=str(encoder), demos=str(data), task=task, total_steps=steps, **RLPD_CPU)
-    with _cost(out):
+    with _cost(out, out / "checkpoint" / "state.json"):
         s = train_rlpd(cfg, out, resume=resume, progress=False)
     log(f"RLPD on {task}: {s['env_steps']} env steps in {s['train_time_s']:.0f} s, eval {s['final_eval_success']}")
     return out / "policy", s["train_time_s"]
@@ -255,8 +261,9 @@ def collect(root: Path, args) -> tuple[dict, dict]:
             if (run / "summary.json").is_file():
                 s = json.loads((run / "summary.json").read_text())
                 cost = json.loads((run / "cost.json").read_text()) if (run / "cost.json").is_file() else {}
-                times[(m, t)] = {"wall_s": s["train_time_s"], "cpu_s": cost.get("cpu_s"),
-                                 "steps": s.get("steps", s.get("env_steps"))}  # fmt: skip
+                steps = s.get("steps", s.get("env_steps"))
+                per = cost["cpu_s"] / cost.get("steps_metered", steps) if cost.get("steps_metered", steps) else None
+                times[(m, t)] = {"wall_s": s["train_time_s"], "cpu_per_step": per, "steps": steps}
     return results, times
 
 
@@ -281,6 +288,12 @@ def compare(results: dict, better: str, worse: str, lst_better: str, lst_worse: 
     per = "; ".join(f"{t}: {x['success']}/{x['episodes']} vs {y['success']}/{y['episodes']}" for t, x, y in pairs)
     verdict = "**reproduced**" if a / n > b / m and p < 0.05 else "**not reproduced**"
     return f"{verdict}: {a}/{n} vs {b}/{m} (one-sided Fisher p = {p:.2g}; {per})"
+
+
+def _config_steps() -> int:
+    import yaml
+
+    return int(yaml.safe_load((ROOT / "configs" / BC["ViSk"]).read_text())["train"]["max_steps"])
 
 
 def _config_summary() -> str:
@@ -389,19 +402,29 @@ def write_report(results: dict, times: dict, args) -> None:
         "",
         "## Cost",
         "",
-        "Wall seconds on the shared machine (its other jobs included) and CPU seconds of the training process (one "
-        "torch thread: about the wall time on an idle core). Targets: BC under 600 s per policy and task, residual "
-        "RL under 1200 s per task.",
+        "Wall seconds on the shared machine (its other jobs included) and CPU seconds per step of the training "
+        "process (one torch thread; the steps a resumed run made before it was metered are not counted), times the "
+        "steps of the run and times the full budget (the BC config's steps, `--rl-steps` env steps for RL). A core "
+        "shared with other jobs is slower per step than an idle one. Targets: BC under 600 s per policy and task, "
+        "residual RL under 1200 s per task.",
         "",
-        "| run | task | steps | wall s | CPU s | target s | target met (CPU) |",
-        "|---|---|---|---|---|---|---|",
+        "| run | task | steps | wall s | CPU s per step | CPU s for the run | CPU s for the full budget | target s "
+        "| target met (full budget) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    budget_bc = _config_steps()
     for (m, t), c in sorted(times.items()):
-        target = 600 if m in BC else 1200
-        cpu = c["cpu_s"]
-        met = "-" if cpu is None else ("yes" if cpu < target else "no")
-        cpu_s = "-" if cpu is None else f"{cpu:.0f}"
-        lines.append(f"| {m} | {t} | {c['steps']} | {c['wall_s']:.0f} | {cpu_s} | {target} | {met} |")
+        target, budget = (600, budget_bc) if m in BC else (1200, args.rl_steps)
+        per = c["cpu_per_step"]
+        if per is None:
+            lines.append(f"| {m} | {t} | {c['steps']} | {c['wall_s']:.0f} | - | - | - | {target} | - |")
+            continue
+        full = per * budget
+        met = "yes" if full < target else "no"
+        lines.append(
+            f"| {m} | {t} | {c['steps']} | {c['wall_s']:.0f} | {per:.2f} | {per * c['steps']:.0f} | {full:.0f} "
+            f"({budget} steps) | {target} | {met} |"
+        )
     lines += [
         "",
         f"Curves: `{args.root}/bc/*/learning_curve.png` (BC) and `{args.root}/rl/*/curves.png` (residual RL, "

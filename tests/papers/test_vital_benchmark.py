@@ -35,6 +35,10 @@ def test_report_states_findings_and_costs(tmp_path):
     run.mkdir(parents=True)
     (run / "summary.json").write_text(json.dumps({"steps": 2000, "train_time_s": 2600.0}))
     (run / "cost.json").write_text(json.dumps({"cpu_s": 700.0, "wall_s": 2600.0, "parts": 1}))
+    run = root / "bc" / "baku_plug"  # resumed: 500 of its 2000 steps metered, 0.3 s each
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"steps": 2000, "train_time_s": 2000.0}))
+    (run / "cost.json").write_text(json.dumps({"cpu_s": 150.0, "wall_s": 900.0, "steps_metered": 500, "parts": 1}))
     report = tmp_path / "vital.md"
     r = _run("--report-only", "--root", str(root), "--report", str(report), "--tasks", "usb")
     assert r.returncode == 0, r.stderr
@@ -46,8 +50,10 @@ def test_report_states_findings_and_costs(tmp_path):
     assert "(VITAL > VITAL-BC, in domain): **not reproduced**: 5/20 vs 5/20" in text
     assert "(VITAL-BC > ViSk, new scenes): **not run**" in text
     assert "| 30 % (6/20) | 10/10 |" in text  # ViSk on pick beside the paper's number (pick shown: it has runs)
-    assert "| BAKU | pick | 2000 | 2500 | 450 | 600 | yes |" in text
-    assert "| ViSk | pick | 2000 | 2600 | 700 | 600 | no |" in text
+    # CPU s per step = CPU s / steps (the whole run metered), times the config's 2000 steps
+    assert "| BAKU | pick | 2000 | 2500 | 0.23 | 450 | 450 (2000 steps) | 600 | yes |" in text
+    assert "| ViSk | pick | 2000 | 2600 | 0.35 | 700 | 700 (2000 steps) | 600 | no |" in text
+    assert "| BAKU | plug | 2000 | 2000 | 0.30 | 600 | 600 (2000 steps) | 600 | no |" in text
 
 
 def test_bad_input_is_named(tmp_path):
