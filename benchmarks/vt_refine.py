@@ -18,6 +18,7 @@ Usage: python benchmarks/vt_refine.py [--root runs/vt_refine] [--stages demos dp
        [--assemblies round square] [--modalities vt vision] [--no-scratch] [--demos 30] [--dp-steps 800]
        [--dppo-env-steps 16384] [--sampling-std 0.03] [--num-envs 2] [--n-steps 64] [--minibatch-size 128]
        [--critic-warmup 2] [--actor-lr 3e-6] [--eval-episodes 100] [--workers 2] [--threads 1] [--only RUN ...]
+       [--report]
        [--out docs/results/vt_refine.md]
 
 DPPO's settings here (not `DPPOConfig`'s defaults): 128 decisions (1024 env steps) per iteration updated as one
@@ -38,6 +39,7 @@ import argparse
 import csv
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -106,6 +108,12 @@ def retire_stale(root: Path, name: str, config: dict) -> bool:
 
 def run(args) -> None:
     root = args.root
+    if args.report:
+        if not root.is_dir():
+            print(f"error: --root {root} holds no benchmark runs", file=sys.stderr)
+            raise SystemExit(2)
+        write_report(args)
+        return
     root.mkdir(parents=True, exist_ok=True)
     data = root / "demos"
     log(f"benchmark: {vars(args)}", root)
@@ -239,15 +247,18 @@ def findings(args) -> list[str]:
         if vt and vis:
             d = vt["success"] - vis["success"]
             verdict = "reproduced" if d > 0 and disjoint(vt, vis) else "not reproduced"
+            why = "95 % intervals disjoint" if disjoint(vt, vis) else "95 % intervals overlap"
             out.append(f"- {a}: after fine-tuning visuo-tactile beats vision only: **{verdict}**, {ci(vt)} against "
-                       f"{ci(vis)}, {d:+.2f}.")  # fmt: skip
+                       f"{ci(vis)}, {d:+.2f} ({why}).")  # fmt: skip
         else:
             out.append(f"- {a}: after fine-tuning visuo-tactile beats vision only: pending.")
         sc = ev[(a, "scratch", "ft")]
         if sc:
             verdict = "reproduced" if sc["success"] <= 0.02 else "not reproduced"
+            run = _read(root / f"dppo_{a}_scratch" / "summary.json")
+            steps = f"{run['env_steps']} env steps" if run else "its DPPO run"
             out.append(f"- {a}: RL from scratch fails within the same budget: **{verdict}**, {ci(sc)} after "
-                       f"{args.dppo_env_steps} env steps.")  # fmt: skip
+                       f"{steps}.")  # fmt: skip
         else:
             out.append(f"- {a}: RL from scratch fails within the same budget: pending.")
     return out
@@ -337,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="RUN",
         help="run only these cells (e.g. round_vt round_scratch); the report covers all",
     )
+    ap.add_argument("--report", action="store_true", help="only rewrite the report from the finished runs")
     ap.add_argument("--demos", type=int, default=30)
     ap.add_argument("--dp-steps", type=int, default=800)
     ap.add_argument("--dppo-env-steps", type=int, default=16_384)

@@ -68,3 +68,43 @@ def test_only_rejects_an_unknown_cell(tmp_path):
     assert r.returncode == 2
     assert "error: --only round_nope is not a cell of this benchmark" in r.stderr
     assert not (tmp_path / "benchmark.log").exists()
+
+
+def test_report_of_a_missing_root(tmp_path):
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--report", "--root", str(tmp_path / "none"), "--out", str(tmp_path / "r.md")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --root {tmp_path / 'none'} holds no benchmark runs"
+    assert not (tmp_path / "r.md").exists()
+
+
+def _eval(root: Path, name: str, k: int, n: int = 100) -> None:
+    from taclab.papers.vtrefine.pipeline import wilson
+
+    d = root / name
+    d.mkdir(parents=True)
+    rec = {"successes": k, "episodes": n, "success": k / n, "interval": list(wilson(k, n))}
+    (d / "eval.json").write_text(json.dumps(rec))
+
+
+def test_report_states_the_findings_from_the_runs(tmp_path):
+    root = tmp_path / "runs"
+    _eval(root, "eval_pre_round_vt", 40)
+    _eval(root, "eval_ft_round_vt", 75)  # +35 points, intervals disjoint
+    _eval(root, "eval_ft_round_vision", 45)
+    _eval(root, "eval_ft_round_scratch", 3)
+    (root / "dppo_round_scratch").mkdir()
+    summary = {"env_steps": 1234, "train_time_s": 60.0, "env_steps_per_s": 20.6}
+    (root / "dppo_round_scratch" / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "report.md"
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--report", "--assemblies", "round", "--root", str(root), "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "by 30 points or more: **reproduced**, 0.40 (0.31-0.50) -> 0.75 (0.66-0.82), +0.35" in text
+    assert "beats vision only: **reproduced**, 0.75 (0.66-0.82) against 0.45 (0.36-0.55), +0.30" in text
+    assert "RL from scratch fails within the same budget: **not reproduced**, 0.03 (0.01-0.08) after 1234" in text
+    assert "| round | vision only | pending | 0.45 (0.36-0.55, n=100) | pending |" in text
