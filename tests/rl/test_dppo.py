@@ -224,7 +224,7 @@ def test_command_line_errors(tmp_path, capsys):
 def test_signal_free_drift(tmp_path):
     """Updates on advantages without information move the executed actions in proportion to the learning rate
     (none at lr 0); bad input gets one error line."""
-    from taclab.papers.vtrefine.drift import main, signal_free_drift
+    from taclab.papers.vtrefine.drift import compare_actions, main, signal_free_drift
 
     path, batch = env_policy(tmp_path, prediction="sample")
     cfg = dict(
@@ -247,3 +247,11 @@ def test_signal_free_drift(tmp_path):
     with pytest.raises(ValueError, match="needs at least"):
         signal_free_drift(load_policy(path), batch[CLOUD], batch[STATE], 1, DPPOConfig(**cfg), probe=3)
     assert main(["--policy", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2
+    assert main(["--policy", str(path), "--data", str(tmp_path), "--compare", str(tmp_path / "nope")]) == 2
+    r = compare_actions(load_policy(path), load_policy(path), batch[CLOUD], batch[STATE], rows=3)
+    assert r["rows"] == 3 and r["rms"].shape == (14,) and not r["rms"].any()
+    tuned = load_policy(path)
+    with torch.no_grad():
+        tuned.model.net.unet.final[-1].bias[0] += 0.5  # hand 0's x, in the scaled action
+    r = compare_actions(load_policy(path), tuned, batch[CLOUD], batch[STATE], rows=3)
+    assert r["rms"][0] > 0 and r["mean"][0] > 0

@@ -12,6 +12,10 @@ Run: ``python -m taclab.papers.vtrefine.drift --policy runs/vt_refine/dp_round_v
 runs/vt_refine/demos --split round --iterations 20 --set n_steps=16 --set num_envs=2 --set minibatch_size=16``;
 every :class:`~taclab.rl.dppo.DPPOConfig` field is a ``--set`` key; one iteration takes ``num_envs * n_steps``
 decisions, as a fine-tuning iteration would, and counts ``act_steps`` env steps per decision.
+
+``--compare TUNED`` instead prints, per action dimension, how a fine-tuned policy's executed actions differ from
+``--policy``'s on 256 demonstration observations (:func:`compare_actions`: mean shift and RMS, in mm, degrees
+and grip units).
 """
 
 from __future__ import annotations
@@ -69,6 +73,28 @@ def signal_free_drift(
     return out
 
 
+UNITS = ("mm", "mm", "mm", "deg", "deg", "deg", "grip")
+_SCALE = (1000.0, 1000.0, 1000.0, 180 / np.pi, 180 / np.pi, 180 / np.pi, 1.0)
+
+
+def compare_actions(pre, tuned, cloud: np.ndarray, state: np.ndarray, rows: int = 256, seed: int = 0) -> dict:
+    """Per action dimension, the mean and the RMS of (tuned - pre) over the executed actions (the first
+    ``n_action_steps`` of each chunk) of both policies on ``rows`` observations drawn with ``seed``, both chunks
+    denoised deterministically from the same initial noise; in mm, degrees and grip units (14 = 2 hands x 7)."""
+    from taclab.policies.pointcloud_dp import CLOUD, STATE
+
+    idx = np.random.default_rng(seed).choice(len(state), min(rows, len(state)), replace=False)
+    batch = {CLOUD: cloud[idx], STATE: state[idx]}
+    chunks = []
+    for p in (pre, tuned):
+        with torch.no_grad():
+            c = p.chunk(p.prepare(batch), torch.Generator().manual_seed(seed)).double().cpu().numpy()
+        chunks.append(c[:, : pre.cfg.n_action_steps])
+    d = (chunks[1] - chunks[0]).reshape(-1, chunks[0].shape[-1])
+    scale = np.array(_SCALE * (d.shape[1] // len(_SCALE)))
+    return {"mean": d.mean(0) * scale, "rms": np.sqrt((d**2).mean(0)) * scale, "rows": len(idx)}
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -83,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", type=int, default=128, help="held-out observations the drift is measured on")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="CSV of the drift per iteration")
+    ap.add_argument(
+        "--compare",
+        default=None,
+        metavar="TUNED",
+        help="instead: how a fine-tuned policy's executed actions differ from --policy's, per dimension",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a DPPOConfig field")
     args = ap.parse_args(argv)
     try:
@@ -100,7 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         from taclab.policies.pointcloud_dp import CLOUD, STATE
 
         policy = load_policy(args.policy, device=cfg.device)
+        if args.compare and not Path(args.compare).exists():
+            raise ValueError(f"--compare {args.compare} does not exist")
         cols = load_arrays(args.data, args.split, columns=list(SPEC.observations), progress=False)
+        if args.compare:
+            r = compare_actions(policy, load_policy(args.compare, device=cfg.device), cols[CLOUD], cols[STATE])
+            print(f"{args.compare} against {args.policy}, executed actions on {r['rows']} observations:")
+            for h in range(len(r["mean"]) // len(UNITS)):
+                for j, unit in enumerate(UNITS):
+                    k = h * len(UNITS) + j
+                    print(f"hand {h} dim {j} ({unit}): mean shift {r['mean'][k]:+.3f}, RMS {r['rms'][k]:.3f}")
+            return 0
         rows = signal_free_drift(policy, cols[CLOUD], cols[STATE], args.iterations, cfg, args.probe, args.seed)
     except (ValueError, TypeError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
