@@ -11,17 +11,20 @@ the earlier steps are the deterministic DDIM steps of the frozen pre-trained den
 decision's reward is the sum of their rewards (1 on success, else 0).
 
 The log-probability of transition k is the Gaussian log-density of x_{k+1} around mu_theta(x_k) with the std
-floored at ``min_logprob_std``, averaged over the chunk's horizon x action_dim elements (:func:`chain_logprobs`).
+floored at ``min_logprob_std``, averaged over the executed actions (the first ``act_steps`` of the chunk) and
+the action dimensions, as DPPO does (:func:`chain_logprobs`).
 Advantages come from GAE over decisions (``gamma`` 0.999, ``gae_lambda`` 0.95) with a critic on the privileged
 state of ``info`` (``info["privileged"]``: part poses, insertion depth, hands' poses): an asymmetric critic. The
 advantage of denoising step k is the decision's advantage times ``gamma_denoising ** (K - 1 - k)``. The actor
 loss is PPO's clipped surrogate on the ratio of each transition's probability; the critic regresses the
-returns. A truncated episode bootstraps with the critic's value of its last state.
+returns (:func:`ppo_update`); the first ``critic_warmup_iters`` iterations train only the critic. After every
+update ``action_drift`` (logged) measures how far the executed actions of the deterministic policy have moved
+from the pre-trained policy's. A truncated episode bootstraps with the critic's value of its last state.
 
 Rollouts run over Gymnasium vector envs (``async``: one subprocess per env) with same-step autoreset. A run
 folder holds ``run.json`` (the config and the pre-trained checkpoint), ``checkpoint/`` (resumable after every
 iteration: the fine-tuned denoiser, the critic, both optimizers, counters), ``log.csv`` (per iteration: env
-steps, episodes finished and their success rate, losses, KL, clip fraction, env steps/s), ``train.log``,
+steps, episodes finished and their success rate, losses, KL, clip fraction, action drift, env steps/s), ``train.log``,
 ``success_curve.png`` / ``success_curve.csv`` (success of the training episodes against env steps) and
 ``policy/``: the fine-tuned policy, an ordinary ``pointcloud_dp`` checkpoint (loadable by
 ``taclab.policies.load_policy``; with K < ddim_steps it also holds the frozen denoiser). A resumed run continues
