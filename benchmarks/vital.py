@@ -312,7 +312,8 @@ def write_report(results: dict, times: dict, args) -> None:
         "# VITAL's learning pipeline in simulation",
         "",
         f"`nice -n 5 python benchmarks/vital.py --episodes {args.episodes} --rl-steps {args.rl_steps}` (with "
-        "`--tasks`, `--methods` and `--lists` choosing what to run) on the shared 2-core CPU machine with the CPU "
+        "`--tasks`, `--methods` and `--lists` choosing what to run, and `--bc-steps` and `--rl-steps` the steps, "
+        "each run's in the cost table) on the shared 2-core CPU machine with the CPU "
         f"configs (`configs/vital_*_cpu.yaml`: {_config_summary()}; residual RL with batch 64, UTD 16, two stored "
         "augmented views). "
         "Each cell: successes over closed-loop episodes with the evaluation runner's seeds. The paper's numbers are "
