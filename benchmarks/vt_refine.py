@@ -204,7 +204,7 @@ def curves(args) -> list[str]:
     save_png(res / "vt_refine_curves.png", fig)
     plt.close(fig)
     with open(res / "vt_refine_curves.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, ["run", *rows[0].keys() - {"run"}])
+        w = csv.DictWriter(fh, ["run", *(k for k in rows[0] if k != "run")])
         w.writeheader()
         w.writerows(rows)
     return found
