@@ -72,6 +72,13 @@ def cells(args) -> list[tuple[str, str]]:
     return out
 
 
+def cell_seed(name: str) -> int:
+    """The DPPO seed of a cell, the same whichever assemblies, modalities or ``--only`` a command names:
+    round_vt 0, round_vision 1, round_scratch 2, square_vt 3, square_vision 4, square_scratch 5."""
+    assembly, kind = name.split("_", 1)
+    return 3 * ["round", "square"].index(assembly) + ["vt", "vision", "scratch"].index(kind)
+
+
 def dppo_config(args, assembly: str, seed: int) -> dict:
     return {"env": {"assembly": assembly}, "num_envs": args.num_envs, "n_steps": args.n_steps,
             "total_env_steps": args.dppo_env_steps, "seed": seed, "threads": args.threads,
@@ -124,9 +131,10 @@ def run(args) -> None:
     write_report(args)
     train = {"batch_size": 64, "lr": 1e-3, "ema_decay": 0.995, "val_fraction": 0.05, "checkpoint_every": 100,
              "threads": args.threads, "seed": 0}  # fmt: skip
-    for i, (name, a) in enumerate(cells(args)):  # each cell end to end: its row of the table fills early
-        if args.only and name not in args.only:  # the seed stays the cell's index among all cells
+    for name, a in cells(args):  # each cell end to end: its row of the table fills early
+        if args.only and name not in args.only:
             continue
+        i = cell_seed(name)
         m = name.split("_", 1)[1]
         if m == "scratch":
             pre = pipeline.untrained(data, a, root / f"init_{name}", {**MODEL, "use_tactile": True})

@@ -60,6 +60,12 @@ def test_stale_dppo_runs_are_moved_aside(tmp_path):
     assert not mod.retire_stale(tmp_path, "round_scratch", cfg)  # nothing there
 
 
+def test_cell_seeds_do_not_depend_on_the_cells_named():
+    mod = _bench()
+    seeds = [mod.cell_seed(f"{a}_{m}") for a in ("round", "square") for m in ("vt", "vision", "scratch")]
+    assert seeds == [0, 1, 2, 3, 4, 5]
+
+
 def test_only_rejects_an_unknown_cell(tmp_path):
     r = subprocess.run(
         [sys.executable, str(BENCH), "--root", str(tmp_path), "--only", "round_nope"],
