@@ -439,6 +439,25 @@ def margins(a: dict, b: dict) -> dict:
     return {"em": em, "omae": omae, "csc": csc, "reliance": em_unpaired * np.sqrt(2)}
 
 
+def reward_claims(full, nocf, nocons, verdict, label: str = "") -> list[str]:
+    """The counterfactual reward's claim (full GRPO against GRPO without it, on tactile reliance) and the
+    consistency reward's (on CSC), for one set of GRPO rows; rows that are missing give no line."""
+    out = []
+    if full and nocf:
+        a, b, m = nocf["tactile_reliance"]["mean"], full["tactile_reliance"]["mean"], margins(nocf, full)
+        out.append(
+            f"- The counterfactual reward raises tactile reliance{label}: {verdict(b - a, m['reliance'])} (mean "
+            f"reliance without it {a:.1f}, with it {b:.1f} EM points, +-{m['reliance']:.1f})."
+        )
+    if full and nocons:
+        a, b, m = nocons["overall"]["csc"], full["overall"]["csc"], margins(nocons, full)
+        out.append(
+            f"- The consistency reward raises CSC{label}: {verdict((b or 0) - (a or 0), m['csc'])} (CSC without it "
+            f"{_f(a)}, with it {_f(b)} %, +-{m['csc']:.1f})."
+        )
+    return out
+
+
 def claims(rows) -> list[str]:
     """Each claim: ``reproduced`` when the difference has the claimed sign and exceeds two standard errors,
     ``refuted`` when it has the opposite sign beyond them, else ``not resolved``."""
@@ -459,18 +478,7 @@ def claims(rows) -> list[str]:
             f"(+-{m['csc']:.1f})",
         ]
         out.append("- GRPO beats SFT on OMAE, EM and CSC: " + "; ".join(parts) + ".")
-    if full and nocf:
-        a, b, m = nocf["tactile_reliance"]["mean"], full["tactile_reliance"]["mean"], margins(nocf, full)
-        out.append(
-            f"- The counterfactual reward raises tactile reliance: {verdict(b - a, m['reliance'])} (mean "
-            f"reliance without it {a:.1f}, with it {b:.1f} EM points, +-{m['reliance']:.1f})."
-        )
-    if full and nocons:
-        a, b, m = nocons["overall"]["csc"], full["overall"]["csc"], margins(nocons, full)
-        out.append(
-            f"- The consistency reward raises CSC: {verdict((b or 0) - (a or 0), m['csc'])} (CSC without it "
-            f"{_f(a)}, with it {_f(b)} %, +-{m['csc']:.1f})."
-        )
+    out += reward_claims(full, nocf, nocons, verdict)
     csft, cgrpo = rows.get(CENTER_SFT), rows.get(CENTER_GRPO)
     if sft and csft:
         a, b, m = sft["overall"], csft["overall"], margins(sft, csft)
@@ -490,18 +498,7 @@ def claims(rows) -> list[str]:
         )
     cnocf = rows.get("GRPO without counterfactual reward, centred touch")
     cnocons = rows.get("GRPO without consistency reward, centred touch")
-    if cgrpo and cnocf:
-        a, b, m = cnocf["tactile_reliance"]["mean"], cgrpo["tactile_reliance"]["mean"], margins(cnocf, cgrpo)
-        out.append(
-            f"- The counterfactual reward raises tactile reliance (centred touch): {verdict(b - a, m['reliance'])} "
-            f"(mean reliance without it {a:.1f}, with it {b:.1f} EM points, +-{m['reliance']:.1f})."
-        )
-    if cgrpo and cnocons:
-        a, b, m = cnocons["overall"]["csc"], cgrpo["overall"]["csc"], margins(cnocons, cgrpo)
-        out.append(
-            f"- The consistency reward raises CSC (centred touch): {verdict((b or 0) - (a or 0), m['csc'])} (CSC "
-            f"without it {_f(a)}, with it {_f(b)} %, +-{m['csc']:.1f})."
-        )
+    out += reward_claims(cgrpo, cnocf, cnocons, verdict, " (centred touch)")
     out.append(
         "- Margins are two standard errors of the difference (OMAE and EM paired by question); one seed per row, so "
         "run-to-run variation of training is not in them (see the seed table below when it is there)."
