@@ -136,24 +136,30 @@ def reference_of(cfg: TactileInputConfig, size: tuple[int, int]) -> torch.Tensor
     return torch.as_tensor(ref, dtype=torch.float32)
 
 
+def moments(x, normalize: str):
+    """Mean and std (each of a sample's shape) of the represented samples ``x`` (samples first, colour last) for
+    the ``normalize`` mode: per pixel, one spread around the per-pixel mean (``center``), per colour channel, or
+    none (0 and 255)."""
+    shape = x.shape[1:]
+    if normalize == "pixel":
+        return x.mean(0), x.std(0) if len(x) > 1 else torch.ones(shape)
+    if normalize == "center":
+        mean = x.mean(0)
+        return mean, (x - mean).std().expand(shape) if len(x) > 1 else torch.ones(shape)
+    if normalize == "channel":
+        dims = tuple(range(x.dim() - 1))
+        return x.mean(dims).expand(shape), x.std(dims).expand(shape)
+    return torch.zeros(shape), torch.full(shape, 255.0)
+
+
 def fit_tactile_stats(tactile, cfg: TactileInputConfig, max_samples: int = 512) -> dict[str, torch.Tensor]:
     """The statistics of the representation from (up to ``max_samples`` evenly spaced) training sequences:
     ``tactile_reference`` (H, W, 3), ``tactile_mean`` and ``tactile_std`` (4, 2, H, W, 3)."""
     t = tactile_batch(tactile)
-    shape = t.shape[1:]
     ref = reference_of(cfg, t.shape[3:5])
     idx = np.linspace(0, len(t) - 1, min(len(t), max_samples)).astype(int)
     x = _subtracted(torch.as_tensor(t[idx]), cfg, ref)
-    if cfg.normalize == "pixel":
-        mean, std = x.mean(0), x.std(0) if len(x) > 1 else torch.ones(shape)
-    elif cfg.normalize == "center":
-        mean = x.mean(0)
-        std = (x - mean).std().expand(shape) if len(x) > 1 else torch.ones(shape)
-    elif cfg.normalize == "channel":
-        mean = x.mean((0, 1, 2, 3, 4)).expand(shape)
-        std = x.std((0, 1, 2, 3, 4)).expand(shape)
-    else:
-        mean, std = torch.zeros(shape), torch.full(shape, 255.0)
+    mean, std = moments(x, cfg.normalize)
     return {
         "tactile_reference": ref.contiguous(),
         "tactile_mean": mean.contiguous(),

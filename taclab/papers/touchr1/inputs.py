@@ -66,7 +66,7 @@ def fit_stats(tactile: np.ndarray, sensors: list[str], cfg: TactileInputConfig, 
     :func:`taclab.policies.tactile_input.fit_tactile_stats` (``first_frame`` subtracts frame 0)."""
     import torch
 
-    from taclab.policies.tactile_input import smooth
+    from taclab.policies.tactile_input import moments, smooth
 
     t = np.asarray(tactile)
     if t.ndim != 6 or t.shape[1] != len(sensors) or t.dtype != np.uint8:
@@ -81,16 +81,7 @@ def fit_stats(tactile: np.ndarray, sensors: list[str], cfg: TactileInputConfig, 
             x = x - smooth(ref[None], cfg.smooth_px)[0]
         elif cfg.subtract == "first_frame":
             x = x - x[:, :1]
-        shape = x.shape[1:]
-        if cfg.normalize == "pixel":
-            mean, std = x.mean(0), x.std(0) if len(x) > 1 else torch.ones(shape)
-        elif cfg.normalize == "center":
-            mean = x.mean(0)
-            std = (x - mean).std().expand(shape) if len(x) > 1 else torch.ones(shape)
-        elif cfg.normalize == "channel":
-            mean, std = x.mean((0, 1, 2, 3)).expand(shape), x.std((0, 1, 2, 3)).expand(shape)
-        else:
-            mean, std = torch.zeros(shape), torch.full(shape, 255.0)
+        mean, std = moments(x, cfg.normalize)
         out[f"tactile_reference/{name}"] = ref.contiguous()
         out[f"tactile_mean/{name}"] = mean.contiguous()
         out[f"tactile_std/{name}"] = std.clamp_min(cfg.std_floor).contiguous()
