@@ -257,3 +257,49 @@ def test_signal_free_drift(tmp_path):
         tuned.model.net.unet.final[-1].bias[0] += 0.5  # hand 0's x, in the scaled action
     r = compare_actions(load_policy(path), tuned, batch[CLOUD], batch[STATE], rows=3)
     assert r["rms"][0] > 0 and r["mean"][0] > 0
+
+
+def test_gradient_agreement(tmp_path):
+    """The rollout's returns are the discounted sums of its rewards; the measured policy gradient is the gradient
+    of PPO's actor loss at ratio 1; two batches of the same episodes agree exactly; returns that are all equal are
+    refused."""
+    from taclab.papers.vtrefine.drift import gradient_agreement, main, policy_gradient, rollout
+    from taclab.rl.dppo import ppo_update
+
+    torch.manual_seed(0)
+    path, _ = env_policy(tmp_path)
+    cfg = DPPOConfig(
+        env=ENV, num_envs=2, vectorization="sync", act_steps=2, ddim_steps=2, ft_denoising_steps=2, gamma=0.9,
+        update_epochs=1, target_kl=None, norm_adv=False, clip_coef=10.0,
+    )  # fmt: skip
+    policy = load_policy(path)
+    data = rollout(policy, cfg, 12, report=lambda _m: None)
+    n = len(data["returns"])
+    assert n == 12 and len(data["success"]) == 4  # 6 steps, 2 actions per decision: 3 decisions per episode
+    assert data["chains"].shape == (12, 3, 4, 14) and data[CLOUD].shape[0] == data[STATE].shape[0] == 12
+    with pytest.raises(ValueError, match="the gradient is zero"):  # the tiny untrained policy never succeeds
+        gradient_agreement(policy, data, [3], cfg)
+    data["returns"] = np.random.default_rng(0).standard_normal(n)
+    rows = np.arange(n)
+    g = policy_gradient(policy, data, rows, data["returns"], cfg, chunk=5)
+    opt = torch.optim.SGD(policy.model.net.parameters(), lr=1.0)  # one SGD step of lr 1 subtracts the gradient
+    before = torch.cat([p.detach().flatten().clone() for p in policy.model.net.parameters()])
+    logp = chain_logprobs(policy, policy.prepare({CLOUD: data[CLOUD], STATE: data[STATE]}), data["chains"], cfg)
+    batch = {CLOUD: data[CLOUD], STATE: data[STATE]}
+    cfg1 = DPPOConfig(**{**cfg.__dict__, "minibatch_size": n, "max_grad_norm": 1e9})
+    ppo_update(policy, opt, batch, data["chains"], logp.detach(), data["returns"], cfg1, torch.Generator())
+    after = torch.cat([p.detach().flatten() for p in policy.model.net.parameters()])
+    step = (before - after).double()  # float32 weights minus a small step: compare direction and length
+    assert torch.nn.functional.cosine_similarity(step, g.double(), dim=0) > 0.9999
+    assert step.norm() / g.norm() == pytest.approx(1.0, rel=1e-3)
+    twice = {k: np.concatenate([v, v]) if isinstance(v, np.ndarray) else torch.cat([v, v]) for k, v in data.items()}
+    twice["episode"] = np.concatenate([np.zeros(n, int), np.ones(n, int)])  # two identical "episodes"
+    (row,) = gradient_agreement(load_policy(path), twice, [n], cfg, report=lambda _m: None)
+    assert (
+        row["batches"] == 2
+        and row["signal"] == pytest.approx(1.0, abs=1e-5)
+        and row["cos_mean"] == pytest.approx(1.0, abs=1e-5)
+        and row["half_b"] < 1e-2
+    )
+    assert main(["--policy", str(path), "--agreement", "1"]) == 2
+    assert main(["--policy", str(path)]) == 2  # without --agreement, --data is required

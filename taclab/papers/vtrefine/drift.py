@@ -21,7 +21,6 @@ and grip units).
 from __future__ import annotations
 
 import copy
-import csv
 import sys
 from pathlib import Path
 
@@ -73,6 +72,126 @@ def signal_free_drift(
     return out
 
 
+def rollout(policy, cfg, decisions: int, seed: int = 0, report=print) -> dict:
+    """``decisions`` stochastic DPPO decisions (the chain of :func:`taclab.rl.dppo.sample_chain`) in
+    ``cfg.num_envs`` envs; returns the observations, chains and Monte-Carlo returns (``cfg.gamma`` per decision)
+    of the decisions whose episode finished, and each one's episode number."""
+    from taclab.policies.pointcloud_dp import CLOUD, STATE
+    from taclab.rl.dppo import make_envs, sample_chain
+
+    frozen = copy.deepcopy(policy.model.net).eval()
+    gen = torch.Generator().manual_seed(seed)
+    envs = make_envs(cfg)
+    steps = -(-decisions // cfg.num_envs)
+    open_eps: list[list] = [[] for _ in range(cfg.num_envs)]  # per env: (cloud, state, chain, reward) of the episode
+    done_eps: list[tuple[list, bool]] = []
+    try:
+        obs, _ = envs.reset(seed=[seed * 10_000 + i for i in range(cfg.num_envs)])
+        for t in range(steps):
+            batch = {CLOUD: np.asarray(obs["point_cloud"]), STATE: np.asarray(obs["state"])}
+            chain, _, x = sample_chain(policy, frozen, policy.prepare(batch), cfg, gen)
+            chunk = policy.unscale(x).double().cpu().numpy()[:, : cfg.act_steps]
+            lo, hi = np.asarray(policy.io.action_low), np.asarray(policy.io.action_high)
+            obs, rew, term, trunc, info = envs.step(np.clip(chunk, lo, hi).astype(np.float32))
+            for i in range(cfg.num_envs):
+                open_eps[i].append((batch[CLOUD][i], batch[STATE][i], chain[i], float(rew[i])))
+                if term[i] or trunc[i]:
+                    done_eps.append((open_eps[i], bool(np.asarray(info["final_info"]["is_success"])[i])))
+                    open_eps[i] = []
+            if (t + 1) % 64 == 0:
+                report(f"{(t + 1) * cfg.num_envs} decisions, {len(done_eps)} episodes finished")
+    finally:
+        envs.close()
+    cloud, state, chains, ret, episode = [], [], [], [], []
+    for e, (steps_, _) in enumerate(done_eps):
+        g = 0.0
+        rets = []
+        for *_, r in reversed(steps_):
+            g = r + cfg.gamma * g
+            rets.append(g)
+        for (c, s, ch, _), r in zip(steps_, reversed(rets), strict=True):
+            cloud.append(c), state.append(s), chains.append(ch), ret.append(r), episode.append(e)
+    return {
+        CLOUD: np.stack(cloud),
+        STATE: np.stack(state),
+        "chains": torch.stack(chains),
+        "returns": np.array(ret),
+        "episode": np.array(episode),
+        "success": np.array([s for _, s in done_eps]),
+    }
+
+
+def policy_gradient(policy, data: dict, rows: np.ndarray, adv: np.ndarray, cfg, chunk: int = 128) -> torch.Tensor:
+    """The flattened gradient of DPPO's actor loss at ratio 1, -mean(A_k * log p_k), over the decisions ``rows``
+    (advantages ``adv`` of every decision of ``data``, each repeated over the K denoising steps with DPPO's
+    denoising discount)."""
+    from taclab.policies.pointcloud_dp import CLOUD, STATE
+    from taclab.rl.dppo import chain_logprobs
+
+    params = [p for p in policy.model.net.parameters() if p.requires_grad]
+    k = torch.arange(cfg.ft_denoising_steps)
+    weight = cfg.gamma_denoising ** (cfg.ft_denoising_steps - 1 - k).float()
+    total = [torch.zeros_like(p) for p in params]
+    for s in range(0, len(rows), chunk):
+        mb = rows[s : s + chunk]
+        inputs = policy.prepare({CLOUD: data[CLOUD][mb], STATE: data[STATE][mb]})
+        logp = chain_logprobs(policy, inputs, data["chains"][mb], cfg)
+        a = torch.as_tensor(adv[mb], dtype=torch.float32)[:, None] * weight[None]
+        loss = -(a * logp).sum() / (len(rows) * cfg.ft_denoising_steps)
+        for acc, g in zip(total, torch.autograd.grad(loss, params), strict=True):
+            acc += g
+    return torch.cat([g.flatten() for g in total])
+
+
+def gradient_agreement(policy, data: dict, sizes: list[int], cfg, seed: int = 0, report=print) -> list[dict]:
+    """How much of DPPO's policy gradient is signal. For each batch size B in ``sizes`` (decisions), the
+    episodes of ``data`` (:func:`rollout`, shuffled) are cut into disjoint batches of whole episodes of at least
+    B decisions, with the advantages the standardized Monte-Carlo returns, and each batch's gradient g_i is
+    taken. Independent batches share only the true gradient g: E<g_i, g_j> = |g|^2 and E|g_i|^2 = |g|^2 +
+    sigma^2 / B. ``signal`` = mean over pairs i != j of <g_i, g_j> / mean |g_i|^2 estimates the fraction
+    |g|^2 / (|g|^2 + sigma^2 / B) (the expected cosine of two batches' gradients; ``cos_mean`` is their
+    measured mean cosine), and ``half_b`` = B (1 / signal - 1) the batch at which the gradient is half signal."""
+    ret = data["returns"]
+    if np.ptp(ret) == 0:
+        raise ValueError(f"every one of the {len(ret)} decisions has the return {ret[0]:g}: the gradient is zero")
+    adv = (ret - ret.mean()) / ret.std()
+    rng = np.random.default_rng(seed)
+    episodes = rng.permutation(np.unique(data["episode"]))
+    rows_of = {e: np.flatnonzero(data["episode"] == e) for e in episodes}
+    out = []
+    for size in sizes:
+        groups, cur = [], []
+        for e in episodes:
+            cur.extend(rows_of[e])
+            if len(cur) >= size:
+                groups.append(np.array(cur))
+                cur = []
+        if len(groups) < 2:
+            report(f"batch {size}: fewer than two batches of whole episodes in {len(adv)} decisions; skipped")
+            continue
+        g = torch.stack([policy_gradient(policy, data, rows, adv, cfg) for rows in groups]).double()
+        gram = g @ g.T
+        m = len(groups)
+        cross = (gram.sum() - gram.diagonal().sum()) / (m * (m - 1))
+        signal = float(cross / gram.diagonal().mean())
+        norms = gram.diagonal().sqrt()
+        cos = (gram / norms[:, None] / norms[None])[~torch.eye(m, dtype=torch.bool)]
+        row = {
+            "batch_decisions": size,
+            "batches": m,
+            "mean_decisions": float(np.mean([len(r) for r in groups])),
+            "signal": signal,
+            "cos_mean": float(cos.mean()),
+            "half_b": float(np.mean([len(r) for r in groups])) * (1 / signal - 1) if signal > 0 else float("inf"),
+        }
+        report(
+            f"batch {size} ({m} batches of {row['mean_decisions']:.0f} decisions on average): signal fraction "
+            f"{signal:.4f}, mean cosine {row['cos_mean']:.4f}; half-signal batch {row['half_b']:.0f} decisions"
+        )
+        out.append(row)
+    return out
+
+
 UNITS = ("mm", "mm", "mm", "deg", "deg", "deg", "grip")
 _SCALE = (1000.0, 1000.0, 1000.0, 180 / np.pi, 180 / np.pi, 180 / np.pi, 1.0)
 
@@ -103,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m taclab.papers.vtrefine.drift", description=__doc__.split("\n\n")[0])
     ap.add_argument("--policy", required=True, help="pre-trained pointcloud_dp checkpoint or training run folder")
-    ap.add_argument("--data", required=True, help="the vtrefine demonstration dataset")
+    ap.add_argument("--data", default=None, help="the vtrefine demonstration dataset (not with --agreement)")
     ap.add_argument("--split", default="round", help="the dataset split (assembly)")
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--probe", type=int, default=128, help="held-out observations the drift is measured on")
@@ -115,12 +234,25 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TUNED",
         help="instead: how a fine-tuned policy's executed actions differ from --policy's, per dimension",
     )
+    ap.add_argument(
+        "--agreement",
+        type=int,
+        default=None,
+        metavar="DECISIONS",
+        help="instead: roll out this many stochastic decisions in the env and measure the policy gradient's "
+        "agreement between disjoint batches (--sizes)",
+    )
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 128, 512], help="batch sizes (decisions)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a DPPOConfig field")
     args = ap.parse_args(argv)
     try:
+        if args.agreement is not None and (args.agreement < 2 or min(args.sizes) < 1):
+            raise ValueError(f"--agreement must be >= 2 and --sizes >= 1, got {args.agreement} and {args.sizes}")
         if args.iterations < 1 or args.probe < 1:
             raise ValueError(f"--iterations and --probe must be >= 1, got {args.iterations} and {args.probe}")
-        for key in ("policy", "data"):
+        if args.agreement is None and args.data is None:
+            raise ValueError("--data is required (the demonstration dataset), except with --agreement")
+        for key in ("policy", "data") if args.agreement is None else ("policy",):
             if not Path(getattr(args, key)).exists():
                 raise ValueError(f"--{key} {getattr(args, key)} does not exist")
         cfg = DPPOConfig.from_dict(apply_sets({}, args.set))
@@ -134,6 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         policy = load_policy(args.policy, device=cfg.device)
         if args.compare and not Path(args.compare).exists():
             raise ValueError(f"--compare {args.compare} does not exist")
+        if args.agreement is not None:
+            data = rollout(policy, cfg, args.agreement, args.seed)
+            print(f"{len(data['success'])} finished episodes, success {data['success'].mean():.2f}, "
+                  f"{len(data['returns'])} decisions")  # fmt: skip
+            rows = gradient_agreement(policy, data, args.sizes, cfg, args.seed)
+            if args.out:
+                _write_csv(args.out, rows)
+            return 0
         cols = load_arrays(args.data, args.split, columns=list(SPEC.observations), progress=False)
         if args.compare:
             r = compare_actions(policy, load_policy(args.compare, device=cfg.device), cols[CLOUD], cols[STATE])
@@ -148,12 +288,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as fh:
-            w = csv.DictWriter(fh, ["iteration", "env_steps", "action_drift"])
-            w.writeheader()
-            w.writerows(rows)
+        _write_csv(args.out, rows)
     return 0
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    from taclab.utils import atomic_write_text
+
+    if rows:
+        lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
