@@ -263,7 +263,7 @@ def test_gradient_agreement(tmp_path):
     """The rollout's returns are the discounted sums of its rewards; the measured policy gradient is the gradient
     of PPO's actor loss at ratio 1; two batches of the same episodes agree exactly; returns that are all equal are
     refused."""
-    from taclab.papers.vtrefine.drift import gradient_agreement, main, policy_gradient, rollout
+    from taclab.papers.vtrefine.drift import advantages, gradient_agreement, main, policy_gradient, rollout
     from taclab.rl.dppo import ppo_update
 
     torch.manual_seed(0)
@@ -301,5 +301,13 @@ def test_gradient_agreement(tmp_path):
         and row["cos_mean"] == pytest.approx(1.0, abs=1e-5)
         and row["half_b"] < 1e-2
     )
+    grouped = rollout(load_policy(path), cfg, 7, grouped=True, report=lambda _m: None)
+    assert len(grouped["success"]) == 4 and list(np.unique(grouped["group"])) == [0, 1]  # 2 rounds of 2 episodes
+    first = grouped["episode"] == 0
+    np.testing.assert_array_equal(grouped[CLOUD][first][0], grouped[CLOUD][grouped["episode"] == 1][0])  # one start
+    assert not np.array_equal(grouped[CLOUD][first][0], grouped[CLOUD][grouped["episode"] == 2][0])
+    grouped["returns"] = np.repeat([1.0, 0.0, 1.0, 1.0], 3)  # episodes 0..3, 3 decisions each
+    adv = advantages(grouped)  # group 0: +1 / -1 against the other episode; group 1: both 0
+    np.testing.assert_allclose(adv, np.repeat([1.0, -1.0, 0.0, 0.0], 3) / np.repeat([1.0, -1.0, 0, 0], 3).std())
     assert main(["--policy", str(path), "--agreement", "1"]) == 2
     assert main(["--policy", str(path)]) == 2  # without --agreement, --data is required

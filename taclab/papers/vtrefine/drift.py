@@ -72,38 +72,52 @@ def signal_free_drift(
     return out
 
 
-def rollout(policy, cfg, decisions: int, seed: int = 0, report=print) -> dict:
-    """``decisions`` stochastic DPPO decisions (the chain of :func:`taclab.rl.dppo.sample_chain`) in
+def rollout(policy, cfg, decisions: int, seed: int = 0, grouped: bool = False, report=print) -> dict:
+    """At least ``decisions`` stochastic DPPO decisions (the chain of :func:`taclab.rl.dppo.sample_chain`) in
     ``cfg.num_envs`` envs; returns the observations, chains and Monte-Carlo returns (``cfg.gamma`` per decision)
-    of the decisions whose episode finished, and each one's episode number."""
+    of the decisions whose episode finished, each one's episode number and the episodes' successes.
+
+    ``grouped``: every round resets all envs with the same seed and runs them until each has finished one
+    episode, so the ``num_envs`` episodes of a round (``group``) start from the same state and differ only by
+    the policy's sampling noise (and the episode's own randomness)."""
     from taclab.policies.pointcloud_dp import CLOUD, STATE
     from taclab.rl.dppo import make_envs, sample_chain
 
     frozen = copy.deepcopy(policy.model.net).eval()
     gen = torch.Generator().manual_seed(seed)
     envs = make_envs(cfg)
-    steps = -(-decisions // cfg.num_envs)
+    lo, hi = np.asarray(policy.io.action_low), np.asarray(policy.io.action_high)
     open_eps: list[list] = [[] for _ in range(cfg.num_envs)]  # per env: (cloud, state, chain, reward) of the episode
-    done_eps: list[tuple[list, bool]] = []
+    done_eps: list[tuple[list, bool, int]] = []  # (steps, success, group)
+    taken, rnd = 0, 0
     try:
-        obs, _ = envs.reset(seed=[seed * 10_000 + i for i in range(cfg.num_envs)])
-        for t in range(steps):
+        obs, _ = envs.reset(seed=[seed * 10_000 + (0 if grouped else i) for i in range(cfg.num_envs)])
+        active = np.ones(cfg.num_envs, bool)
+        while grouped or taken < decisions:  # a grouped rollout stops at the end of a round
             batch = {CLOUD: np.asarray(obs["point_cloud"]), STATE: np.asarray(obs["state"])}
             chain, _, x = sample_chain(policy, frozen, policy.prepare(batch), cfg, gen)
             chunk = policy.unscale(x).double().cpu().numpy()[:, : cfg.act_steps]
-            lo, hi = np.asarray(policy.io.action_low), np.asarray(policy.io.action_high)
             obs, rew, term, trunc, info = envs.step(np.clip(chunk, lo, hi).astype(np.float32))
-            for i in range(cfg.num_envs):
+            for i in np.flatnonzero(active):
+                taken += 1
                 open_eps[i].append((batch[CLOUD][i], batch[STATE][i], chain[i], float(rew[i])))
                 if term[i] or trunc[i]:
-                    done_eps.append((open_eps[i], bool(np.asarray(info["final_info"]["is_success"])[i])))
+                    done_eps.append((open_eps[i], bool(np.asarray(info["final_info"]["is_success"])[i]), rnd))
                     open_eps[i] = []
-            if (t + 1) % 64 == 0:
-                report(f"{(t + 1) * cfg.num_envs} decisions, {len(done_eps)} episodes finished")
+                    active[i] = not grouped
+            if grouped and not active.any():  # the round is over: the next starts all envs from one new state
+                rnd += 1
+                if taken >= decisions:
+                    break
+                obs, _ = envs.reset(seed=[seed * 10_000 + rnd] * cfg.num_envs)
+                active[:] = True
+                report(f"{taken} decisions, {len(done_eps)} episodes in {rnd} groups")
+            elif not grouped and taken % (64 * cfg.num_envs) == 0:
+                report(f"{taken} decisions, {len(done_eps)} episodes finished")
     finally:
         envs.close()
     cloud, state, chains, ret, episode = [], [], [], [], []
-    for e, (steps_, _) in enumerate(done_eps):
+    for e, (steps_, _, _) in enumerate(done_eps):
         g = 0.0
         rets = []
         for *_, r in reversed(steps_):
@@ -111,14 +125,38 @@ def rollout(policy, cfg, decisions: int, seed: int = 0, report=print) -> dict:
             rets.append(g)
         for (c, s, ch, _), r in zip(steps_, reversed(rets), strict=True):
             cloud.append(c), state.append(s), chains.append(ch), ret.append(r), episode.append(e)
-    return {
+    out = {
         CLOUD: np.stack(cloud),
         STATE: np.stack(state),
         "chains": torch.stack(chains),
         "returns": np.array(ret),
         "episode": np.array(episode),
-        "success": np.array([s for _, s in done_eps]),
+        "success": np.array([s for _, s, _ in done_eps]),
     }
+    if grouped:
+        out["group"] = np.array([done_eps[e][2] for e in episode])
+    return out
+
+
+def advantages(data: dict) -> np.ndarray:
+    """Standardized advantages of every decision of ``data``: the Monte-Carlo return minus the mean return; with
+    groups (:func:`rollout` ``grouped``), the episode's return minus the mean return of the other episodes of
+    its group (started from the same state: a baseline that knows the initial state, as a perfect critic of the
+    first state would)."""
+    ret = np.asarray(data["returns"], np.float64)
+    if "group" in data:
+        ep_ret = {e: ret[data["episode"] == e][0] for e in np.unique(data["episode"])}
+        ep_group = {e: data["group"][data["episode"] == e][0] for e in ep_ret}
+        base = {}
+        for e, g in ep_group.items():
+            others = [ep_ret[o] for o, h in ep_group.items() if h == g and o != e]
+            base[e] = np.mean(others) if others else ep_ret[e]
+        adv = ret - np.array([base[e] for e in data["episode"]])
+    else:
+        adv = ret - ret.mean()
+    if not np.any(adv):
+        raise ValueError(f"every one of the {len(ret)} decisions has the advantage 0: the gradient is zero")
+    return adv / adv.std()
 
 
 def policy_gradient(policy, data: dict, rows: np.ndarray, adv: np.ndarray, cfg, chunk: int = 128) -> torch.Tensor:
@@ -144,20 +182,20 @@ def policy_gradient(policy, data: dict, rows: np.ndarray, adv: np.ndarray, cfg, 
 
 
 def gradient_agreement(policy, data: dict, sizes: list[int], cfg, seed: int = 0, report=print) -> list[dict]:
-    """How much of DPPO's policy gradient is signal. For each batch size B in ``sizes`` (decisions), the
-    episodes of ``data`` (:func:`rollout`, shuffled) are cut into disjoint batches of whole episodes of at least
-    B decisions, with the advantages the standardized Monte-Carlo returns, and each batch's gradient g_i is
-    taken. Independent batches share only the true gradient g: E<g_i, g_j> = |g|^2 and E|g_i|^2 = |g|^2 +
-    sigma^2 / B. ``signal`` = mean over pairs i != j of <g_i, g_j> / mean |g_i|^2 estimates the fraction
-    |g|^2 / (|g|^2 + sigma^2 / B) (the expected cosine of two batches' gradients; ``cos_mean`` is their
-    measured mean cosine), and ``half_b`` = B (1 / signal - 1) the batch at which the gradient is half signal."""
-    ret = data["returns"]
-    if np.ptp(ret) == 0:
-        raise ValueError(f"every one of the {len(ret)} decisions has the return {ret[0]:g}: the gradient is zero")
-    adv = (ret - ret.mean()) / ret.std()
+    """How much of DPPO's policy gradient is signal.
+
+    For each batch size B in ``sizes`` (decisions), the episodes of ``data`` (:func:`rollout`, shuffled) are cut
+    into disjoint batches of whole episodes (whole groups with grouped data) of at least B decisions, with the
+    advantages of :func:`advantages`, and each batch's gradient g_i is taken. Independent batches share only the
+    true gradient g: E<g_i, g_j> = |g|^2 and E|g_i|^2 = |g|^2 + sigma^2 / B. ``signal`` = mean over pairs i != j
+    of <g_i, g_j> / mean |g_i|^2 estimates the fraction |g|^2 / (|g|^2 + sigma^2 / B) (the expected cosine of two
+    batches' gradients; ``cos_mean`` is their measured mean cosine), and ``half_b`` = B (1 / signal - 1) the
+    batch at which the gradient is half signal."""
+    adv = advantages(data)
+    unit = data["group"] if "group" in data else data["episode"]  # batches hold whole groups (or episodes)
     rng = np.random.default_rng(seed)
-    episodes = rng.permutation(np.unique(data["episode"]))
-    rows_of = {e: np.flatnonzero(data["episode"] == e) for e in episodes}
+    episodes = rng.permutation(np.unique(unit))
+    rows_of = {e: np.flatnonzero(unit == e) for e in episodes}
     out = []
     for size in sizes:
         groups, cur = [], []
@@ -242,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: roll out this many stochastic decisions in the env and measure the policy gradient's "
         "agreement between disjoint batches (--sizes)",
     )
+    ap.add_argument(
+        "--grouped",
+        action="store_true",
+        help="with --agreement: all num_envs envs start each round from one state; advantages against the group",
+    )
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 128, 512], help="batch sizes (decisions)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a DPPOConfig field")
     args = ap.parse_args(argv)
@@ -267,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare and not Path(args.compare).exists():
             raise ValueError(f"--compare {args.compare} does not exist")
         if args.agreement is not None:
-            data = rollout(policy, cfg, args.agreement, args.seed)
+            data = rollout(policy, cfg, args.agreement, args.seed, grouped=args.grouped)
             print(f"{len(data['success'])} finished episodes, success {data['success'].mean():.2f}, "
                   f"{len(data['returns'])} decisions")  # fmt: skip
             rows = gradient_agreement(policy, data, args.sizes, cfg, args.seed)
