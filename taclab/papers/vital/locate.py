@@ -8,7 +8,9 @@ it, and let the local policy run.
   image (metres along the optical axis) lifts a pixel to 3-D.
 - :class:`NoisyOracleLocator`: the true pixel plus Gaussian noise (``noise_px``), for ablations.
 - :func:`parse_point`: the point in a pointing VLM's answer (Molmo's ``<point x="..." y="...">`` in percent of the
-  image, or a Qwen2-VL style ``(x, y)`` in pixels), for a VLM locator.
+  image, or a Qwen2-VL style ``(x, y)`` / ``[x, y]`` in pixels or in another frame such as Qwen2-VL's 0-1000 grid).
+- :func:`locate_world`: a locator's pixel and the world point the depth image and calibration lift it to (the path
+  :func:`localize_then_execute` takes).
 - :func:`localize_then_execute`: one episode: reset with the target at a new place, locate it, place the hand at
   the start region above the located point (the demonstrations' start region, 10 cm above the target), run the
   policy; returns success and the localization error.
@@ -16,9 +18,13 @@ it, and let the local policy run.
 - :class:`KeypointLocator`: a small convolutional network trained on rendered third-person scenes with exact
   labels (:func:`render_scenes`, :func:`train_keypoint_locator`), one per task; spatial softmax over a heat map
   gives the pixel. The offline default.
+- :class:`VLMLocator`: a pointing vision-language model (Qwen2-VL or Qwen2.5-VL) loaded through ``transformers``
+  from a folder or a hub id, asked for the point of the query in a chat prompt (:data:`VLM_PROMPT`); its answer
+  goes through :func:`parse_point`. Only its plumbing is tested (with a tiny random Qwen2-VL); no pretrained
+  pointing model has been run here.
 
-Not yet here: the VLM locator that loads a pointing model through ``transformers`` (docs/vital.md, "Not done
-yet"); :func:`parse_point` is its answer parser.
+A locator that cannot find the target raises ``ValueError`` naming why (a missing true pixel, another task's
+query, an answer without a point, a point outside the image); none guesses.
 """
 
 from __future__ import annotations
@@ -91,19 +97,36 @@ class NoisyOracleLocator(Locator):
 
 
 _MOLMO = re.compile(r'x\d*\s*=\s*"([-\d.]+)"\s+y\d*\s*=\s*"([-\d.]+)"')
-_PAIR = re.compile(r"\(\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\)")
+_PAIR = re.compile(r"[(\[]\s*([-\d.]+)\s*,\s*([-\d.]+)\s*[)\]]")
 
 
-def parse_point(text: str, width: int, height: int) -> np.ndarray:
-    """The first point of a pointing VLM's answer as (u, v) pixels: Molmo's ``<point x="61.5" y="40.2" ...>``
-    (percent of the image) or ``(x, y)`` in pixels. Raises ``ValueError`` naming the text when there is none."""
-    m = _MOLMO.search(text)
-    if m:
-        return np.array([float(m.group(1)) / 100 * width, float(m.group(2)) / 100 * height])
-    m = _PAIR.search(text)
-    if m:
-        return np.array([float(m.group(1)), float(m.group(2))])
+def parse_point(text: str, width: int, height: int, pair_frame: tuple[float, float] | None = None) -> np.ndarray:
+    """The first point of a pointing VLM's answer as (u, v) pixels of a ``width`` x ``height`` image: Molmo's
+    ``<point x="61.5" y="40.2" ...>`` (percent of the image) or ``(x, y)`` / ``[x, y]`` (Qwen2.5-VL's
+    ``"point_2d": [x, y]``). A pair is in pixels of the image, or, with ``pair_frame=(fw, fh)``, in a frame of that
+    size spanning the image (``(1000, 1000)``: Qwen2-VL's 0-1000 grid; the size of the model's resized input:
+    Qwen2.5-VL's pixels). Raises ``ValueError`` naming the text when there is none."""
+    try:
+        m = _MOLMO.search(text)
+        if m:
+            return np.array([float(m.group(1)) / 100 * width, float(m.group(2)) / 100 * height])
+        m = _PAIR.search(text)
+        if m:
+            xy = np.array([float(m.group(1)), float(m.group(2))])
+            if pair_frame is not None:
+                xy = xy / np.asarray(pair_frame, float) * np.array([width, height])
+            return xy
+    except ValueError:  # a number such as "1.2.3"
+        pass
     raise ValueError(f'no point in the answer {text[:80]!r}; expected <point x=".." y=".."> or (x, y)')
+
+
+def locate_world(locator: Locator, view: dict, query: str, truth_uv=None) -> tuple[np.ndarray, np.ndarray]:
+    """``locator``'s pixel of ``query`` in a third-person ``view`` (``rgb``, ``depth``, ``K``,
+    ``world_from_camera``, as :meth:`taclab.envs.vital.VitalEnv.third_person` gives) and the world point
+    :func:`back_project` lifts it to with the view's depth and calibration."""
+    uv = np.asarray(locator.locate(view["rgb"], view["depth"], query, truth_uv), float)
+    return uv, back_project(uv, view["depth"], view["K"], view["world_from_camera"])
 
 
 def localize_then_execute(env, policy, locator: Locator, seed: int, options: dict[str, Any] | None = None) -> dict:
@@ -118,8 +141,7 @@ def localize_then_execute(env, policy, locator: Locator, seed: int, options: dic
     view = sim.third_person()
     entry, tyaw = sim.sim.target_pose()
     truth = project(entry, view["K"], view["world_from_camera"]) if locator.privileged else None
-    uv = locator.locate(view["rgb"], view["depth"], QUERIES[sim.TASK], truth)
-    located = back_project(uv, view["depth"], view["K"], view["world_from_camera"])
+    uv, located = locate_world(locator, view, QUERIES[sim.TASK], truth)
     located[2] = entry[2] if not np.isfinite(located[2]) else located[2]
     c, s = math.cos(tyaw), math.sin(tyaw)
     to_target = np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]])
@@ -271,3 +293,166 @@ class KeypointLocator(Locator):
         net.load_state_dict(load_file(str(d / "locator.safetensors")))
         net.eval()
         return cls(meta["task"], net, tuple(meta["size"]))
+
+
+# ------------------------------------------------------------------------------------------ pointing VLM
+VLM_PROMPT = "Point to {query} in the image. Answer with one point (x, y), {frame}."
+"""The default question a :class:`VLMLocator` asks, after the image, in the model's chat template (one user turn,
+the image first). ``{query}`` is the text query (:data:`QUERIES`), ``{frame}`` says in which frame the point is
+wanted (:data:`VLM_FRAMES`)."""
+
+VLM_FRAMES = {
+    "grid1000": "where x and y run from 0 to 1000 across the image's width and height",
+    "input": "in pixels of the {width} x {height} image",
+    "image": "in pixels of the {width} x {height} image",
+}
+"""How :data:`VLM_PROMPT` names each coordinate frame of an answer's ``(x, y)``: ``grid1000`` (Qwen2-VL's
+grounding grid), ``input`` (pixels of the image as the model's processor resized it: Qwen2.5-VL's absolute
+coordinates), ``image`` (pixels of the image as given)."""
+
+VLM_MODEL_TYPES = {"qwen2_vl": "grid1000", "qwen2_5_vl": "input"}
+"""Model types a :class:`VLMLocator` loads, each with the frame ``coords="auto"`` picks for it."""
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class VLMLocator(Locator):
+    """A pointing vision-language model: the image and :data:`VLM_PROMPT` in, a point out.
+
+    ``model`` is a folder or a hub id (checked first by :func:`taclab.policies.pretrained.require_pretrained`, so a
+    missing model is one ``ValueError`` naming it; with ``HF_HUB_OFFLINE=1`` nothing is downloaded) of a Qwen2-VL
+    or Qwen2.5-VL checkpoint (:data:`VLM_MODEL_TYPES`), loaded with ``AutoModelForImageTextToText``, its tokenizer
+    with ``AutoTokenizer`` and its image processor with ``AutoImageProcessor``. The inputs are assembled here as
+    Qwen2-VL's processor does (each ``<|image_pad|>`` repeated once per merged patch): ``AutoProcessor`` would also
+    load the video processor, which needs ``torchvision``.
+
+    Options: ``device`` (``cpu``, the default, ``cuda``, ``cuda:N`` or ``auto``: a GPU when there is one),
+    ``dtype`` (``float32``, ``bfloat16``, ``float16``), ``max_new_tokens`` (32; generation is greedy), ``coords``
+    (``auto``, ``grid1000``, ``input`` or ``image``; :data:`VLM_FRAMES`), ``prompt`` (a template with ``{query}``
+    and, optionally, ``{frame}``).
+
+    :meth:`answer` is the model's text; :meth:`locate` parses it with :func:`parse_point` (Molmo's
+    ``<point x=".." y="..">`` in percent is read too) into pixels of the given image. An answer without a point,
+    or with a point outside the image, raises ``ValueError`` naming the answer: there is no fallback point. The
+    depth image is not shown to the model; :func:`locate_world` lifts the pixel to 3-D.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        max_new_tokens: int = 32,
+        coords: str = "auto",
+        prompt: str = VLM_PROMPT,
+    ):
+        import torch
+        from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+        from taclab.policies.pretrained import require_pretrained
+
+        if dtype not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; allowed: {', '.join(_DTYPES)}")
+        if coords != "auto" and coords not in VLM_FRAMES:
+            raise ValueError(f"unknown coords {coords!r}; allowed: auto, {', '.join(VLM_FRAMES)}")
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= 1024:
+            raise ValueError(f"max_new_tokens must be an integer in [1, 1024], got {max_new_tokens!r}")
+        if "{query}" not in prompt:
+            raise ValueError(f"the prompt {prompt!r} has no {{query}} field")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N, auto") from e
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for but torch sees no GPU; allowed here: cpu, auto")
+        if dev.type not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N, auto")
+        src = require_pretrained(model, "VLM locator model")
+        kind = AutoConfig.from_pretrained(src).model_type
+        if kind not in VLM_MODEL_TYPES:
+            raise ValueError(
+                f"VLM locator model {src} is a {kind!r} model; allowed: {', '.join(VLM_MODEL_TYPES)} checkpoints"
+            )
+        self.source, self.model_type, self.device = src, kind, dev
+        self.coords = VLM_MODEL_TYPES[kind] if coords == "auto" else coords
+        self.prompt, self.max_new_tokens = prompt, max_new_tokens
+        self.tokenizer = AutoTokenizer.from_pretrained(src)
+        self.image_processor = AutoImageProcessor.from_pretrained(src)
+        self.model = AutoModelForImageTextToText.from_pretrained(src, dtype=getattr(torch, dtype)).to(dev).eval()
+        self.last_answer: str | None = None
+
+    def question(self, query: str, width: int, height: int) -> str:
+        """The text asked after the image: :attr:`prompt` with the query and the frame of the wanted point."""
+        frame = VLM_FRAMES[self.coords].format(width=width, height=height)
+        return self.prompt.format(query=query, frame=frame)
+
+    def _chat(self, question: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # Qwen2-VL's chat layout, for a checkpoint whose tokenizer carries no template
+        return (
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+            f"<|vision_start|><|image_pad|><|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n"
+        )
+
+    def _inputs(self, rgb: np.ndarray, query: str) -> tuple[dict, tuple[int, int]]:
+        """The model's inputs for one image and query, and the (width, height) of the image as the model sees it."""
+        import torch
+        from PIL import Image
+
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be an (H, W, 3) uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
+        pix = self.image_processor(images=[Image.fromarray(rgb)], return_tensors="pt")
+        grid = pix["image_grid_thw"][0]
+        merge = int(getattr(self.image_processor, "merge_size", 2))
+        patch = int(getattr(self.image_processor, "patch_size", 14))
+        input_size = (int(grid[2]) * patch, int(grid[1]) * patch)
+        w, h = input_size if self.coords == "input" else (rgb.shape[1], rgb.shape[0])
+        text = self._chat(self.question(query, w, h))
+        pad = "<|image_pad|>"
+        if text.count(pad) != 1:
+            raise ValueError(f"the chat template of {self.source} gave {text.count(pad)} image tokens, expected 1")
+        text = text.replace(pad, pad * (int(grid.prod()) // merge**2))
+        ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        inputs = {
+            "input_ids": ids["input_ids"],
+            "attention_mask": ids["attention_mask"],
+            "pixel_values": pix["pixel_values"].to(self.model.dtype),
+            "image_grid_thw": pix["image_grid_thw"],
+        }
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}, input_size
+
+    def answer(self, rgb: np.ndarray, query: str) -> tuple[str, tuple[int, int]]:
+        """The model's greedy answer (special tokens dropped) to the image and the question of ``query``, and the
+        (width, height) of the image as the model's processor resized it."""
+        import torch
+
+        inputs, input_size = self._inputs(rgb, query)
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new = out[0, inputs["input_ids"].shape[1] :]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        self.last_answer = text
+        return text, input_size
+
+    def locate(self, rgb, depth, query, truth_uv=None) -> np.ndarray:
+        h, w = np.asarray(rgb).shape[:2]
+        if np.asarray(depth).shape != (h, w):
+            raise ValueError(f"the depth image is {np.asarray(depth).shape}, the rgb image {(h, w)}")
+        text, input_size = self.answer(rgb, query)
+        frame = {"grid1000": (1000.0, 1000.0), "input": input_size, "image": None}[self.coords]
+        try:
+            uv = parse_point(text, w, h, frame)
+        except ValueError as e:
+            raise ValueError(f"the VLM locator ({self.source}) found no point: {e}") from None
+        if not (np.all(np.isfinite(uv)) and 0 <= uv[0] <= w and 0 <= uv[1] <= h):
+            raise ValueError(
+                f"the VLM locator ({self.source}) answered {text[:80]!r}: pixel ({uv[0]:.1f}, {uv[1]:.1f}) is outside "
+                f"the {w} x {h} image"
+            )
+        return np.minimum(uv, [w - 1e-6, h - 1e-6])  # a point on the right or bottom edge is the last pixel
