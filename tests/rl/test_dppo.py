@@ -301,6 +301,10 @@ def test_gradient_agreement(tmp_path):
         and row["cos_mean"] == pytest.approx(1.0, abs=1e-5)
         and row["half_b"] < 1e-2
     )
+    thrice = {k: np.concatenate([v] * 3) if isinstance(v, np.ndarray) else torch.cat([v] * 3) for k, v in data.items()}
+    thrice["episode"] = np.repeat([0, 1, 2], n)
+    (row,) = gradient_agreement(load_policy(path), thrice, [n], cfg, report=lambda _m: None)
+    assert row["batches"] == 3 and row["signal"] == pytest.approx(1.0, abs=1e-5) and row["signal_se"] < 1e-5
     grouped = rollout(load_policy(path), cfg, 7, grouped=True, report=lambda _m: None)
     assert len(grouped["success"]) == 4 and list(np.unique(grouped["group"])) == [0, 1]  # 2 rounds of 2 episodes
     first = grouped["episode"] == 0

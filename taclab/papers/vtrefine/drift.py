@@ -190,7 +190,8 @@ def gradient_agreement(policy, data: dict, sizes: list[int], cfg, seed: int = 0,
     true gradient g: E<g_i, g_j> = |g|^2 and E|g_i|^2 = |g|^2 + sigma^2 / B. ``signal`` = mean over pairs i != j
     of <g_i, g_j> / mean |g_i|^2 estimates the fraction |g|^2 / (|g|^2 + sigma^2 / B) (the expected cosine of two
     batches' gradients; ``cos_mean`` is their measured mean cosine), and ``half_b`` = B (1 / signal - 1) the
-    batch at which the gradient is half signal."""
+    batch at which the gradient is half signal; ``signal_se`` is the jackknife standard error of ``signal`` over
+    the batches (with three or more)."""
     adv = advantages(data)
     unit = data["group"] if "group" in data else data["episode"]  # batches hold whole groups (or episodes)
     rng = np.random.default_rng(seed)
@@ -212,6 +213,12 @@ def gradient_agreement(policy, data: dict, sizes: list[int], cfg, seed: int = 0,
         m = len(groups)
         cross = (gram.sum() - gram.diagonal().sum()) / (m * (m - 1))
         signal = float(cross / gram.diagonal().mean())
+        jack = []  # leave-one-batch-out estimates for the jackknife standard error
+        for i in range(m if m >= 3 else 0):
+            keep = torch.arange(m) != i
+            sub = gram[keep][:, keep]
+            jack.append(float((sub.sum() - sub.diagonal().sum()) / ((m - 1) * (m - 2)) / sub.diagonal().mean()))
+        se = float(np.sqrt((m - 1) / m * np.sum((np.array(jack) - np.mean(jack)) ** 2))) if jack else float("nan")
         norms = gram.diagonal().sqrt()
         cos = (gram / norms[:, None] / norms[None])[~torch.eye(m, dtype=torch.bool)]
         row = {
@@ -219,12 +226,14 @@ def gradient_agreement(policy, data: dict, sizes: list[int], cfg, seed: int = 0,
             "batches": m,
             "mean_decisions": float(np.mean([len(r) for r in groups])),
             "signal": signal,
+            "signal_se": se,
             "cos_mean": float(cos.mean()),
             "half_b": float(np.mean([len(r) for r in groups])) * (1 / signal - 1) if signal > 0 else float("inf"),
         }
         report(
             f"batch {size} ({m} batches of {row['mean_decisions']:.0f} decisions on average): signal fraction "
-            f"{signal:.4f}, mean cosine {row['cos_mean']:.4f}; half-signal batch {row['half_b']:.0f} decisions"
+            f"{signal:.4f} (jackknife standard error {se:.4f}), mean cosine {row['cos_mean']:.4f}; "
+            f"half-signal batch {row['half_b']:.0f} decisions"
         )
         out.append(row)
     return out
