@@ -12,13 +12,17 @@ after each, so the benchmark can be continued across sessions by running the sam
 3. ``dppo``: DPPO from each pre-trained policy (a run made with another DPPO config or an older DPPO is moved to
    ``stale/`` with its evaluation and run again), and from a randomly initialized policy of the same architecture
    (RL from scratch, visuo-tactile), ``--dppo-env-steps`` env steps each over ``--num-envs`` async envs;
-4. ``eval``: ``--eval-episodes`` seeded episodes per policy (the same seeds for every policy of an assembly).
+4. ``eval``: ``--eval-episodes`` seeded episodes per policy (the same seeds for every policy of an assembly);
+5. ``signal`` (only when named in ``--stages``): how much of DPPO's policy gradient is signal for each
+   pre-trained policy (:func:`taclab.papers.vtrefine.drift.gradient_agreement`): ``--signal-decisions``
+   stochastic decisions in grouped rounds of ``--signal-group`` envs started from one state, batch sizes
+   ``--signal-sizes``; written to ``signal_RUN.csv`` and reported against the decisions DPPO gets per update.
 
 Usage: python benchmarks/vt_refine.py [--root runs/vt_refine] [--stages demos dp dppo eval]
        [--assemblies round square] [--modalities vt vision] [--no-scratch] [--demos 30] [--dp-steps 800]
        [--dppo-env-steps 16384] [--sampling-std 0.03] [--num-envs 2] [--n-steps 64] [--minibatch-size 128]
        [--critic-warmup 2] [--actor-lr 3e-6] [--eval-episodes 100] [--workers 2] [--threads 1] [--only RUN ...]
-       [--report]
+       [--signal-decisions 3072] [--signal-group 4] [--signal-sizes 64 256 1024] [--report]
        [--out docs/results/vt_refine.md]
 
 DPPO's settings here (not `DPPOConfig`'s defaults): 128 decisions (1024 env steps) per iteration updated as one
@@ -50,6 +54,8 @@ from taclab.papers.vtrefine import pipeline
 from taclab.utils import atomic_write_text
 
 STAGES = ("demos", "dp", "dppo", "eval")
+OPTIONAL_STAGES = ("signal",)
+"""stages run only when named in ``--stages``"""
 MODALITIES = {"vt": {"use_tactile": True}, "vision": {"use_tactile": False}}
 MODEL = {"tactile_keep": 4}
 """the policy of configs/vtrefine_dp.yaml with every fourth tactile point (640 points: the CPU budget)"""
@@ -150,6 +156,8 @@ def run(args) -> None:
             r = pipeline.evaluate(pre, root / f"eval_pre_{name}", a, args.eval_episodes, 1, args.workers, {})
             log(f"eval pre {name}: {r['successes']}/{r['episodes']} ({time.perf_counter() - t:.0f} s)", root)
             write_report(args)
+        if "signal" in args.stages and m != "scratch":
+            signal(args, name, a, pre, dppo_config(args, a, i))
         if "dppo" in args.stages:
             if retire_stale(root, name, dppo_config(args, a, i)):
                 log(f"dppo_{name}: made with another DPPO config or version, moved to {root / 'stale'}", root)
@@ -163,6 +171,70 @@ def run(args) -> None:
             r = pipeline.evaluate(tuned, root / f"eval_ft_{name}", a, args.eval_episodes, 1, args.workers, {})
             log(f"eval fine-tuned {name}: {r['successes']}/{r['episodes']} ({time.perf_counter() - t:.0f} s)", root)
             write_report(args)
+
+
+def signal(args, name: str, assembly: str, pre: Path, config: dict) -> None:
+    """The gradient-signal measurement of a pre-trained policy into ``signal_NAME.csv`` (skipped when there with
+    the same settings; its settings in ``signal_NAME.json``)."""
+    import torch
+
+    from taclab.papers.vtrefine.drift import gradient_agreement, rollout
+    from taclab.policies import load_policy
+    from taclab.rl.dppo import DPPOConfig
+
+    root = args.root
+    settings = {"policy": str(pre), "decisions": args.signal_decisions, "group": args.signal_group,
+                "sizes": list(args.signal_sizes), "dppo": config}  # fmt: skip
+    meta, out = root / f"signal_{name}.json", root / f"signal_{name}.csv"
+    if out.is_file() and meta.is_file() and json.loads(meta.read_text()) == settings:
+        return
+    t = time.perf_counter()
+    cfg = DPPOConfig.from_dict({**config, "num_envs": args.signal_group})
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    policy = load_policy(pre)
+    data = rollout(policy, cfg, args.signal_decisions, seed=cell_seed(name), grouped=True, report=lambda _m: None)
+    rows = gradient_agreement(policy, data, list(args.signal_sizes), cfg, report=lambda _m: None)
+    success = float(np.mean(data["success"]))
+    for r in rows:
+        r["episodes"], r["success"] = len(data["success"]), success
+    if rows:
+        lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]
+        atomic_write_text(out, "\n".join(lines) + "\n")
+    atomic_write_text(meta, json.dumps(settings, indent=2))
+    log(f"signal {name}: {len(data['success'])} episodes, {len(rows)} batch sizes ({time.perf_counter() - t:.0f} s)",
+        root)  # fmt: skip
+    write_report(args)
+
+
+def signal_section(args) -> list[str]:
+    """The gradient-signal table of the policies measured (``signal_*.csv``), against DPPO's decisions per
+    update and per run."""
+    root = args.root
+    found = [(n, root / f"signal_{n}.csv") for n, _ in cells(args) if (root / f"signal_{n}.csv").is_file()]
+    if not found:
+        return []
+    per_update = args.num_envs * args.n_steps
+    per_run = args.dppo_env_steps // 8
+    out = ["", "## How much of DPPO's policy gradient is signal", "",
+           "Stochastic decisions of each pre-trained policy (DPPO's chain and exploration std) in rounds of envs "
+           "started from one state; each episode's advantage is its return minus the mean return of the rest of its "
+           "group (the baseline of a critic that knew the initial state exactly); the gradients of disjoint batches "
+           "of whole groups agree only in their signal, so the mean dot product of different batches' gradients over "
+           "their mean squared norm estimates the signal fraction of a batch's gradient (`taclab.papers.vtrefine."
+           f"drift.gradient_agreement`). DPPO here updates on {per_update} decisions per iteration, {per_run} in a "
+           "whole run.", "",
+           "| policy | episodes (success) | batch (decisions) | batches | signal fraction (+- jackknife s.e.) | "
+           "batch at half signal (decisions) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, f in found:
+        for r in csv.DictReader(open(f)):
+            sig, se, half = float(r["signal"]), float(r["signal_se"]), float(r["half_b"])
+            half_txt = f"{half:.0f}" if np.isfinite(half) else "-"
+            out.append(
+                f"| {name} | {r['episodes']} ({float(r['success']):.2f}) | {float(r['mean_decisions']):.0f} | "
+                f"{r['batches']} | {sig:.4f} +- {se:.4f} | {half_txt} |"
+            )
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------ report
@@ -321,6 +393,7 @@ def write_report(args) -> None:
                 f"{drift:.3f} |"
             )
     lines += findings(args)
+    lines += signal_section(args)
     stale = sorted((root / "stale").glob("*/dppo_*/run.json")) if (root / "stale").is_dir() else []
     if stale:
         lines += ["", "## Earlier DPPO runs (other config or older DPPO; moved to `stale/`)", "",
@@ -345,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=Path("runs/vt_refine"))
-    ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES + OPTIONAL_STAGES)
     ap.add_argument("--assemblies", nargs="+", default=["round", "square"], choices=["round", "square"])
     ap.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES))
     ap.add_argument("--no-scratch", dest="scratch", action="store_false", help="skip RL from scratch")
@@ -367,6 +440,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--actor-lr", type=float, default=3e-6, help="DPPO's actor learning rate")
     ap.add_argument("--sampling-std", type=float, default=0.03, help="DPPO's min_sampling_std and min_logprob_std")
     ap.add_argument("--eval-episodes", type=int, default=100)
+    ap.add_argument("--signal-decisions", type=int, default=3072, help="decisions of the signal stage's rollout")
+    ap.add_argument("--signal-group", type=int, default=4, help="envs started from one state per round (signal)")
+    ap.add_argument("--signal-sizes", type=int, nargs="+", default=[64, 256, 1024], help="batches (signal)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("docs/results/vt_refine.md"))
@@ -380,11 +456,14 @@ def main(argv: list[str] | None = None) -> None:
         "n_steps",
         "minibatch_size",
         "eval_episodes",
+        "signal_decisions",
         "workers",
         "threads",
     ):
         if getattr(args, k) < 1:
             ap.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}")
+    if args.signal_group < 2 or min(args.signal_sizes) < 1:
+        ap.error(f"--signal-group must be >= 2 and --signal-sizes >= 1, got {args.signal_group}, {args.signal_sizes}")
     if args.critic_warmup < 0:
         ap.error(f"--critic-warmup must be >= 0, got {args.critic_warmup}")
     if not args.actor_lr >= 0:

@@ -74,6 +74,11 @@ def test_only_rejects_an_unknown_cell(tmp_path):
     assert r.returncode == 2
     assert "error: --only round_nope is not a cell of this benchmark" in r.stderr
     assert not (tmp_path / "benchmark.log").exists()
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--root", str(tmp_path), "--stages", "signal", "--signal-group", "1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "error: --signal-group must be >= 2" in r.stderr
 
 
 def test_report_of_a_missing_root(tmp_path):
@@ -103,6 +108,10 @@ def test_report_states_the_findings_from_the_runs(tmp_path):
     (root / "dppo_round_scratch").mkdir()
     summary = {"env_steps": 1234, "train_time_s": 60.0, "env_steps_per_s": 20.6}
     (root / "dppo_round_scratch" / "summary.json").write_text(json.dumps(summary))
+    (root / "signal_round_vt.csv").write_text(
+        "batch_decisions,batches,mean_decisions,signal,signal_se,cos_mean,half_b,episodes,success\n"
+        "64,33,92.0,0.0157,0.004,0.01,5792.0,212,0.42\n256,10,286.0,-0.002,0.01,-0.001,inf,212,0.42\n"
+    )
     out = tmp_path / "report.md"
     r = subprocess.run(
         [sys.executable, str(BENCH), "--report", "--assemblies", "round", "--root", str(root), "--out", str(out)],
@@ -114,3 +123,6 @@ def test_report_states_the_findings_from_the_runs(tmp_path):
     assert "beats vision only: **reproduced**, 0.75 (0.66-0.82) against 0.45 (0.36-0.55), +0.30" in text
     assert "RL from scratch fails within the same budget: **not reproduced**, 0.03 (0.01-0.08) after 1234" in text
     assert "| round | vision only | pending | 0.45 (0.36-0.55, n=100) | pending |" in text
+    assert "DPPO here updates on 128 decisions per iteration, 2048 in a whole run" in text
+    assert "| round_vt | 212 (0.42) | 92 | 33 | 0.0157 +- 0.0040 | 5792 |" in text
+    assert "| round_vt | 212 (0.42) | 286 | 10 | -0.0020 +- 0.0100 | - |" in text

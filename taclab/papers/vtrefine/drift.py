@@ -227,7 +227,7 @@ def gradient_agreement(policy, data: dict, sizes: list[int], cfg, seed: int = 0,
             "mean_decisions": float(np.mean([len(r) for r in groups])),
             "signal": signal,
             "signal_se": se,
-            "cos_mean": float(cos.mean()),
+            "cos_mean": float(cos.nanmean()),  # a batch whose advantages are all 0 has no direction
             "half_b": float(np.mean([len(r) for r in groups])) * (1 / signal - 1) if signal > 0 else float("inf"),
         }
         report(
