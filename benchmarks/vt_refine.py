@@ -230,9 +230,11 @@ def signal_section(args) -> list[str]:
         for r in csv.DictReader(open(f)):
             sig, se, half = float(r["signal"]), float(r["signal_se"]), float(r["half_b"])
             half_txt = f"{half:.0f}" if np.isfinite(half) else "-"
+            se_txt = f"+- {se:.4f}" if np.isfinite(se) else "(one pair: no error estimate)"
             out.append(
                 f"| {name} | {r['episodes']} ({float(r['success']):.2f}) | {float(r['mean_decisions']):.0f} | "
-                f"{r['batches']} | {sig:.4f} +- {se:.4f} | {half_txt} |"
+                f"{r['batches']} | {sig:.4f} {se_txt} | "
+                f"{half_txt} |"
             )
     return out
 
