@@ -10,11 +10,14 @@ so the benchmark can be continued across sessions; the tables are rewritten afte
 
 RLPD learns from scratch on the frozen encoders of the task's ViSk policy (``taclab.rl.rlpd``). Table 5:
 VITAL-BC and VITAL run with the target at new places after the task's keypoint locator (trained once on 240
-rendered scenes) or the exact oracle placed the hand above it (``taclab.papers.vital.locate``).
+rendered scenes) or the exact oracle placed the hand above it (``taclab.papers.vital.locate``); with
+``--vlm-locator MODEL`` also after a pointing VLM (``VLMLocator``: a Qwen2-VL or Qwen2.5-VL folder or hub id, on
+a GPU when there is one), whose row appears once it has been run.
 
 Usage: nice -n 5 python benchmarks/vital.py [--tasks usb,plug,card,key,pick] [--methods BAKU,ViSk,...]
        [--episodes 20] [--rl-steps 16000] [--bc-steps N] [--workers 2] [--root runs/vital]
-       [--lists paper,spatial,scene,spatial_scene,locate] [--report-only] [--report docs/results/vital.md]
+       [--lists paper,spatial,scene,spatial_scene,locate] [--vlm-locator MODEL] [--report-only]
+       [--report docs/results/vital.md]
 
 Several processes may share one ``--root`` (say one per task and method); every report is written from all the
 finished runs under it. The report states each of the paper's findings as reproduced or not with the numbers
@@ -221,20 +224,29 @@ def locator_for(task: str, root: Path):
     return loc
 
 
-def table5(name: str, policy: Path, task: str, root: Path, episodes: int) -> None:
-    """Localize-then-execute with the keypoint locator and the exact oracle, target at new places (Table 5)."""
+LOCATORS = ("keypoint", "oracle", "vlm")
+"""table 5's locators; ``vlm`` only with ``--vlm-locator``"""
+
+
+def table5(name: str, policy: Path, task: str, root: Path, episodes: int, vlm: str | None = None) -> None:
+    """Localize-then-execute with the keypoint locator, the exact oracle and, given ``vlm`` (a Qwen2-VL or
+    Qwen2.5-VL folder or hub id), the pointing VLM, target at new places (Table 5)."""
     from taclab.envs.base import make
     from taclab.envs.vital import ENV_IDS
-    from taclab.papers.vital.locate import NoisyOracleLocator, localize_then_execute
+    from taclab.papers.vital.locate import NoisyOracleLocator, VLMLocator, localize_then_execute
     from taclab.policies import load_policy
 
     p = load_policy(policy)
+    locators = [("keypoint", lambda: locator_for(task, root)), ("oracle", lambda: NoisyOracleLocator(0.0))]
+    if vlm:
+        locators.append(("vlm", lambda: VLMLocator(vlm, device="auto")))
     frozen = getattr(p, "base", None)
     h, w = (frozen.policy if frozen is not None else p).io.inputs["observation.wrist_rgb"].shape[:2]
-    for lname, loc in (("keypoint", locator_for(task, root)), ("oracle", NoisyOracleLocator(0.0))):
+    for lname, make_locator in locators:
         cache = root / "eval" / f"{name}_{task}_locate-{lname}_{episodes}.json"
         if cache.is_file():
             continue
+        loc = make_locator()
         env = make(ENV_IDS[task], image_size=(h, w), third_person=True, third_person_size=(60, 80))
         rs = [localize_then_execute(env, p, loc, seed=10_000 + i) for i in range(episodes)]
         env.close()
@@ -253,7 +265,7 @@ def collect(root: Path, args) -> tuple[dict, dict]:
     results, times = {}, {}
     for m in METHODS:
         for t in TASK_ORDER:
-            for lst in ("paper", "spatial", "scene", "spatial_scene", "locate-keypoint", "locate-oracle"):
+            for lst in ("paper", "spatial", "scene", "spatial_scene", *(f"locate-{x}" for x in LOCATORS)):
                 f = root / "eval" / f"{m}_{t}_{lst}_{args.episodes}.json"
                 if f.is_file():
                     results[(m, t, lst)] = json.loads(f.read_text())
@@ -379,7 +391,9 @@ def write_report(results: dict, times: dict, args) -> None:
               "", "| method | locator | " + " | ".join(f"{t} (taclab)" for t in tasks) + " |",
               "|---|---|" + "---|" * len(tasks)]  # fmt: skip
     for m in ("VITAL-BC", "VITAL"):
-        for lname in ("keypoint", "oracle"):
+        for lname in LOCATORS:
+            if lname == "vlm" and not any(k[2] == "locate-vlm" for k in results):
+                continue  # the pointing-VLM row only once it has been run (--vlm-locator)
             cells = [cell(results.get((m, t, f"locate-{lname}"))) for t in tasks]
             lines.append(f"| {m} | {lname} | " + " | ".join(cells) + " |")
     lines += [
@@ -457,6 +471,12 @@ def main() -> None:
         default="paper,spatial,scene,spatial_scene,locate",
         help="task lists to evaluate on; 'locate': table 5 (localize-then-execute, VITAL-BC and VITAL)",
     )
+    ap.add_argument(
+        "--vlm-locator",
+        default=None,
+        metavar="MODEL",
+        help="table 5 also with the pointing VLM (a Qwen2-VL / Qwen2.5-VL folder or hub id; VLMLocator)",
+    )
     ap.add_argument("--methods", default=",".join(METHODS), help="methods to run (their BC bases are trained too)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs; run nothing")
     ap.add_argument("--report", default=str(RESULTS), help="where the report is written")
@@ -471,6 +491,8 @@ def main() -> None:
     bad = [x for x in lists if x not in ("paper", "spatial", "scene", "spatial_scene", "locate")]
     if bad:
         raise SystemExit(f"error: unknown task list {bad[0]!r}; allowed: paper, spatial, scene, spatial_scene, locate")
+    if args.vlm_locator is not None and not Path(args.vlm_locator).exists() and "/" not in args.vlm_locator:
+        raise SystemExit(f"error: --vlm-locator {args.vlm_locator!r} is neither a folder nor a hub id (owner/name)")
     root = Path(args.root)
     if args.report_only:
         if not root.is_dir():
@@ -502,7 +524,7 @@ def main() -> None:
                 evaluate_on(policy, task, lst, args.episodes, args.workers, cache)
                 write_report(*collect(root, args), args)
             if name in ("VITAL-BC", "VITAL") and "locate" in lists:
-                table5(name, policy, task, root, args.episodes)
+                table5(name, policy, task, root, args.episodes, args.vlm_locator)
                 write_report(*collect(root, args), args)
     write_report(*collect(root, args), args)
     log(f"done: {args.report}")

@@ -42,7 +42,11 @@ def test_report_states_findings_and_costs(tmp_path):
     report = tmp_path / "vital.md"
     r = _run("--report-only", "--root", str(root), "--report", str(report), "--tasks", "usb")
     assert r.returncode == 0, r.stderr
+    assert "| VITAL | vlm |" not in report.read_text()  # the pointing-VLM row only once it has been run
+    _eval(root, "VITAL", "pick", "locate-vlm", 3)
+    r = _run("--report-only", "--root", str(root), "--report", str(report), "--tasks", "usb")
     text = report.read_text()
+    assert "| VITAL | vlm |" in text and "| VITAL | keypoint |" in text
     # 6/20 vs 0/20: p = C(20,6) C(20,0) / C(40,6) = 38760 / 3838380 = 0.0101
     expected = "ViSk > BAKU, in domain): **reproduced**: 6/20 vs 0/20 (one-sided Fisher p = 0.01; pick: 6/20 vs 0/20)"
     assert expected in text
@@ -62,6 +66,7 @@ def test_bad_input_is_named(tmp_path):
         (["--lists", "paper,moon", "--report-only"], "error: unknown task list 'moon'"),
         (["--bc-steps", "0", "--report-only"], "error: --bc-steps must be at least 1, got 0"),
         (["--report-only", "--root", str(tmp_path / "none")], "error: no benchmark runs under"),
+        (["--vlm-locator", "nowhere", "--report-only"], "error: --vlm-locator 'nowhere' is neither a folder"),
     ):
         r = _run(*args)
         assert r.returncode != 0 and msg in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
