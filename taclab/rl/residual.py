@@ -190,15 +190,34 @@ class Actor(nn.Module):
 
 
 class Critics(nn.Module):
-    """An ensemble of Q networks with LayerNorm; returns (critics, B)."""
+    """An ensemble of ``n`` Q networks (Linear, LayerNorm, ReLU per hidden layer); returns (n, B).
+
+    The ensemble runs as one batched network: layer ``i`` of critic ``k`` is slice ``k`` of stacked weights
+    (n, in, out), so a forward pass is one ``baddbmm`` per layer for all critics instead of one small matmul per
+    critic. Each critic is initialized as the separate MLP it replaces (same random draws)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int):
         super().__init__()
-        self.qs = nn.ModuleList(mlp([obs_dim + act_dim, *hidden, 1], layer_norm=True) for _ in range(n))
+        qs = [mlp([obs_dim + act_dim, *hidden, 1], layer_norm=True) for _ in range(n)]
+        lins = [[m for m in q if isinstance(m, nn.Linear)] for q in qs]
+        norms = [[m for m in q if isinstance(m, nn.LayerNorm)] for q in qs]
+        stack = lambda ts: nn.Parameter(torch.stack(ts).contiguous())
+        self.w = nn.ParameterList(stack([q[i].weight.T for q in lins]) for i in range(len(lins[0])))
+        self.b = nn.ParameterList(stack([q[i].bias[None] for q in lins]) for i in range(len(lins[0])))
+        self.g = nn.ParameterList(stack([q[i].weight[None] for q in norms]) for i in range(len(norms[0])))
+        self.beta = nn.ParameterList(stack([q[i].bias[None] for q in norms]) for i in range(len(norms[0])))
 
     def forward(self, s: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([s, u], -1)
-        return torch.stack([q(x)[:, 0] for q in self.qs])
+        x = torch.cat([s, u], -1).expand(len(self.w[0]), -1, -1)
+        for w, b, g, beta in zip(self.w[:-1], self.b[:-1], self.g, self.beta, strict=True):
+            x = torch.baddbmm(b, x, w)
+            x = F.relu(F.layer_norm(x, x.shape[-1:]) * g + beta)
+        return torch.baddbmm(self.b[-1], x, self.w[-1])[..., 0]
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if any(k.startswith("qs.") for k in state_dict):
+            raise ValueError("a checkpoint from before the batched critic ensemble (keys qs.*): start a new run")
+        return super().load_state_dict(state_dict, strict, assign)
 
 
 # --------------------------------------------------------------------------------------- the frozen base
@@ -226,21 +245,22 @@ class FrozenBase:
         features first, then ``views`` augmented ones."""
         p = self.policy
         inp = p.prepare(batch)
-        toks = p.model.features(p.normalize_images(inp["rgb"]), inp["skin"])
-        chunks = p.model.head(toks) * p.stats["action_std"] + p.stats["action_mean"]
-        plain = torch.cat(toks, -1)[:, None]
-        if not views:
-            return plain.numpy(), chunks.double().numpy()
-        saved = p.cfg
-        p.cfg = saved.model_copy(update={"augment": augment})
-        try:
-            b = len(plain)
-            rgb = p.augment(inp["rgb"].repeat_interleave(views, 0), inp["mask"].repeat_interleave(views, 0), gen)
-            skin = None if inp["skin"] is None else inp["skin"].repeat_interleave(views, 0)
-            aug = torch.cat(p.model.features(p.normalize_images(rgb), skin), -1).reshape(b, views, -1)
-        finally:
-            p.cfg = saved
-        return torch.cat([plain, aug], 1).numpy(), chunks.double().numpy()
+        rgb, skin = inp["rgb"], inp["skin"]
+        b = len(rgb)
+        if views:  # the augmented copies go through the encoders in the same pass as the plain images
+            saved = p.cfg
+            p.cfg = saved.model_copy(update={"augment": augment})
+            try:
+                aug = p.augment(rgb.repeat_interleave(views, 0), inp["mask"].repeat_interleave(views, 0), gen)
+            finally:
+                p.cfg = saved
+            rgb = torch.cat([rgb, aug])
+            skin = None if skin is None else torch.cat([skin, skin.repeat_interleave(views, 0)])
+        toks = p.model.features(p.normalize_images(rgb), skin)
+        chunks = p.model.head([t[:b] for t in toks]) * p.stats["action_std"] + p.stats["action_mean"]
+        feats = torch.cat(toks, -1)
+        plain_then_views = torch.cat([feats[:b, None], feats[b:].reshape(b, views, feats.shape[-1])], 1)
+        return plain_then_views.numpy(), chunks.double().numpy()
 
     def step(self, obs: dict, views: int = 0, augment: str = "semantic", gen=None):
         """(features (1 + views, F), base action (action_dim,)) of one env observation; advances the ensemble."""
@@ -516,8 +536,9 @@ def train_residual(cfg: ResidualConfig, out: str | Path, resume: bool = False, p
     actor = Actor(obs_dim, act_dim, cfg.hidden)
     critics = Critics(obs_dim, act_dim, cfg.hidden, cfg.critics)
     actor_t, critics_t = copy.deepcopy(actor), copy.deepcopy(critics)
-    opt_a = torch.optim.Adam(actor.parameters(), lr=cfg.lr)
-    opt_c = torch.optim.Adam(critics.parameters(), lr=cfg.lr)
+    opt_a = torch.optim.Adam(actor.parameters(), lr=cfg.lr, fused=True)  # fused: one kernel for all parameters
+    opt_c = torch.optim.Adam(critics.parameters(), lr=cfg.lr, fused=True)
+    online, target_nets = [*critics.parameters(), *actor.parameters()], [*critics_t.parameters(), *actor_t.parameters()]
     views = 1 + cfg.aug_views
     replay = Replay(cfg.buffer_size, views, obs_dim, act_dim)
     rng = np.random.default_rng(cfg.seed)
@@ -571,10 +592,8 @@ def train_residual(cfg: ResidualConfig, out: str | Path, resume: bool = False, p
         opt_c.zero_grad()
         loss_c.backward()
         opt_c.step()
-        with torch.no_grad():
-            for net, tgt in ((critics, critics_t), (actor, actor_t)):
-                for p, pt in zip(net.parameters(), tgt.parameters(), strict=True):
-                    pt.mul_(1 - cfg.tau).add_(p, alpha=cfg.tau)
+        with torch.no_grad():  # soft target update of critics and actor: target += tau * (online - target)
+            torch._foreach_lerp_(target_nets, online, cfg.tau)
         return s
 
     # 3. the loop: one episode at a time; checkpoints at episode ends
@@ -612,10 +631,12 @@ def train_residual(cfg: ResidualConfig, out: str | Path, resume: bool = False, p
                         state["updates"] += 1
                     if cfg.utd:
                         u_pi = actor(s)
+                        critics.requires_grad_(False)  # the actor's gradient only: no critic weight gradients
                         loss_a = -critics(s, u_pi).mean() + cfg.actor_l2 * (u_pi**2).mean()
                         opt_a.zero_grad()
                         loss_a.backward()
                         opt_a.step()
+                        critics.requires_grad_(True)
                 bar.update(task, completed=state["step"])
                 if term or trunc:
                     terminal = term

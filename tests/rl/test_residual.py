@@ -174,3 +174,53 @@ def test_rlpd_runs_and_reloads(base):
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     np.testing.assert_array_equal(here, np.load(root / "there_rlpd.npy"))
+
+
+def test_batched_critics_equal_separate_mlps():
+    """The batched critic ensemble computes what separate LayerNorm MLPs with the same initial draws compute."""
+    from taclab.rl.residual import Critics, mlp
+
+    torch.manual_seed(5)
+    separate = [mlp([10 + 3, 16, 16, 1], layer_norm=True) for _ in range(3)]
+    torch.manual_seed(5)
+    critics = Critics(10, 3, (16, 16), 3)
+    for lin, ln in ((0, 1), (3, 4)):  # LayerNorm starts at ones / zeros: give it values that matter
+        for k, q in enumerate(separate):
+            q[ln].weight.data.uniform_(0.5, 1.5)
+            q[ln].bias.data.uniform_(-0.5, 0.5)
+            critics.g[lin // 3].data[k, 0] = q[ln].weight.data
+            critics.beta[lin // 3].data[k, 0] = q[ln].bias.data
+    s, u = torch.randn(7, 10), torch.rand(7, 3, requires_grad=True)
+    ref = torch.stack([q(torch.cat([s, u], -1))[:, 0] for q in separate])
+    got = critics(s, u)
+    torch.testing.assert_close(got, ref)
+    (g_ref,) = torch.autograd.grad(ref.sum(), u)
+    (g_got,) = torch.autograd.grad(got.sum(), u)
+    torch.testing.assert_close(g_got, g_ref)
+    with pytest.raises(ValueError, match="batched critic"):
+        critics.load_state_dict({f"qs.{k}": v for k, v in separate[0].state_dict().items()})
+
+
+def test_stored_views_are_the_encoders_features(base):
+    """The features stored for replay (plain image and augmented views, encoded in one pass) equal the frozen
+    encoder's output for the plain image and for the same augmented images encoded on their own."""
+    from taclab.rl.residual import FrozenBase
+
+    root, policy_dir = base
+    fb = FrozenBase(policy_dir)
+    a = load_arrays(root / "data", "usb", progress=False)
+    batch = {k: a[k][:2] for k in ("observation.wrist_rgb", "observation.wrist_mask", "observation.skin")}
+    feats, chunks = fb.encode(batch, 3, "semantic", torch.Generator().manual_seed(1))
+    plain, plain_chunks = fb.encode(batch)
+    assert feats.shape == (2, 4, fb.feature_dim)
+    np.testing.assert_allclose(feats[:, :1], plain, atol=1e-5)
+    np.testing.assert_allclose(chunks, plain_chunks, atol=1e-6)
+    p = fb.policy
+    p.cfg = p.cfg.model_copy(update={"augment": "semantic"})  # what encode uses for augment="semantic"
+    inp = p.prepare(batch)
+    aug = p.augment(
+        inp["rgb"].repeat_interleave(3, 0), inp["mask"].repeat_interleave(3, 0), torch.Generator().manual_seed(1)
+    )
+    with torch.no_grad():
+        alone = torch.cat(p.model.features(p.normalize_images(aug), inp["skin"].repeat_interleave(3, 0)), -1)
+    np.testing.assert_allclose(feats[:, 1:], alone.reshape(2, 3, -1).numpy(), atol=1e-5)
