@@ -194,6 +194,54 @@ def pad_difference(x: torch.Tensor) -> torch.Tensor:
     return (x[:, -1, 0] - x[:, -1, 1]) / math.sqrt(2.0)
 
 
+PAD_CHANNEL_BLUE = ("difference", "mean")
+"""What the third colour channel of :func:`pad_channels` holds."""
+
+
+def pad_channels(x: torch.Tensor, blue: str = "difference") -> torch.Tensor:
+    """(B, 4, H, W, 3): each frame of a (B, 4, 2, H, W, C) representation as one 3-channel image with both pads
+    in its colour channels: R = pad 0 grey (the mean over the colour channels), G = pad 1 grey, B = (pad 0 -
+    pad 1) / sqrt(2) (``blue: difference``) or (pad 0 + pad 1) / 2 (``blue: mean``). A linear patch embedding
+    then sees the difference of the pads at every pixel position; the pads' colour is averaged away."""
+    if blue not in PAD_CHANNEL_BLUE:
+        raise ValueError(f"blue must be one of {PAD_CHANNEL_BLUE}, got {blue!r}")
+    if x.dim() != 6 or x.shape[2] != 2:
+        raise ValueError(f"expected a (B, 4, 2, H, W, C) representation, got {tuple(x.shape)}")
+    g0, g1 = x[:, :, 0].mean(-1), x[:, :, 1].mean(-1)
+    third = (g0 - g1) / math.sqrt(2.0) if blue == "difference" else (g0 + g1) / 2.0
+    return torch.stack([g0, g1, third], -1)
+
+
+def pad_channels_per_colour(x: torch.Tensor, blue: str = "difference") -> torch.Tensor:
+    """(B, 4, C, H, W, 3): like :func:`pad_channels` but for each colour channel ``c`` of a (B, 4, 2, H, W, C)
+    representation separately (R = pad 0's channel c, G = pad 1's, B = their difference / sqrt(2) or mean), so
+    that the pads' colour, which carries the direction of the contact's slopes, is kept."""
+    if blue not in PAD_CHANNEL_BLUE:
+        raise ValueError(f"blue must be one of {PAD_CHANNEL_BLUE}, got {blue!r}")
+    if x.dim() != 6 or x.shape[2] != 2:
+        raise ValueError(f"expected a (B, 4, 2, H, W, C) representation, got {tuple(x.shape)}")
+    p0, p1 = x[:, :, 0].movedim(-1, 2), x[:, :, 1].movedim(-1, 2)  # (B, 4, C, H, W)
+    third = (p0 - p1) / math.sqrt(2.0) if blue == "difference" else (p0 + p1) / 2.0
+    return torch.stack([p0, p1, third], -1)
+
+
+def tile_grid(tiles: torch.Tensor, rows: int) -> torch.Tensor:
+    """(B, rows H, cols W, C): the (B, rows * cols, H, W, C) tiles in a grid, row-major."""
+    b, n, h, w, c = tiles.shape
+    if n % rows:
+        raise ValueError(f"{n} tiles do not fill {rows} rows")
+    cols = n // rows
+    return tiles.reshape(b, rows, cols, h, w, c).permute(0, 1, 3, 2, 4, 5).reshape(b, rows * h, cols * w, c)
+
+
+def frame_grid(frames: torch.Tensor) -> torch.Tensor:
+    """(B, 2H, 2W, C): the 4 frames of a (B, 4, H, W, C) batch in a 2x2 grid, time-major (row 0: frames 0, 1;
+    row 1: frames 2, 3)."""
+    if frames.shape[1] != 4:
+        raise ValueError(f"expected 4 frames, got {frames.shape[1]}")
+    return tile_grid(frames, 2)
+
+
 def composite(
     x: torch.Tensor, size: int | None = None, blank: float = 0.0, ninth: torch.Tensor | None = None
 ) -> torch.Tensor:

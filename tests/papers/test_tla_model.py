@@ -345,3 +345,23 @@ def test_the_tactile_representation_needs_statistics_and_keeps_them_in_the_check
     (tmp_path / "ckpt" / "normalization.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="normalization"):
         TLAModel.load(tmp_path / "ckpt")
+
+
+def test_the_layout_is_kept_in_the_checkpoint_and_old_checkpoints_read_the_composite(tiny, tmp_path):
+    import json
+
+    tactile, shapes, actions = _data()
+    model = TLAModel(_cfg(tiny, finetune="full", layout="pad_channels"))
+    batch = model.batch(tactile, shapes, actions)
+    composite = TLAModel(_cfg(tiny, finetune="full")).batch(tactile, shapes, actions)
+    assert not torch.equal(composite["pixel_values"], batch["pixel_values"])
+    d = model.save(tmp_path / "ckpt")
+    loaded = TLAModel.load(d)
+    assert loaded.cfg.layout == "pad_channels"
+    torch.testing.assert_close(loaded.batch(tactile, shapes, actions)["pixel_values"], batch["pixel_values"])
+    record = json.loads((d / "tla_config.json").read_text())
+    del record["config"]["layout"]  # a checkpoint written before the layouts
+    (d / "tla_config.json").write_text(json.dumps(record))
+    assert TLAModel.load(d).cfg.layout == "composite"
+    with pytest.raises(ValueError, match="ninth"):
+        TLAConfig(model="m", layout="pad_channels", tactile={"ninth_cell": "pad_difference"})

@@ -166,3 +166,61 @@ def test_dp_from_zero_initial_noise_gives_one_action_per_observation():
     q = make_policy("dp", io=IO)
     q.fit_stats({"tactile": t}, np.random.default_rng(0).uniform(-1, 1, (4, 3)))
     assert not np.array_equal(q.predict({"tactile": t}, seed=0).actions, q.predict({"tactile": t}, seed=1).actions)
+
+
+def test_pad_channels_hold_each_pad_in_its_channel_and_their_difference():
+    from taclab.policies.tactile_input import frame_grid, pad_channels
+
+    x = torch.randn(3, 4, 2, 8, 8, 3, generator=torch.Generator().manual_seed(0))
+    p = pad_channels(x)
+    assert p.shape == (3, 4, 8, 8, 3)
+    torch.testing.assert_close(p[..., 0], x[:, :, 0].mean(-1))  # R: pad 0, grey
+    torch.testing.assert_close(p[..., 1], x[:, :, 1].mean(-1))  # G: pad 1, grey
+    torch.testing.assert_close(p[..., 2], (x[:, :, 0].mean(-1) - x[:, :, 1].mean(-1)) / 2**0.5)
+    swapped = pad_channels(x.flip(2))  # the pads exchanged
+    torch.testing.assert_close(swapped[..., 2], -p[..., 2])  # the difference changes sign
+    torch.testing.assert_close(swapped[..., :2], p[..., [1, 0]])
+    torch.testing.assert_close(pad_channels(x, "mean")[..., 2], (p[..., 0] + p[..., 1]) / 2)
+    g = frame_grid(p)
+    assert g.shape == (3, 16, 16, 3)
+    for f, (r, c) in enumerate([(0, 0), (0, 8), (8, 0), (8, 8)]):  # time-major 2x2 grid
+        torch.testing.assert_close(g[:, r : r + 8, c : c + 8], p[:, f])
+    with pytest.raises(ValueError, match="blue"):
+        pad_channels(x, "ratio")
+
+
+def test_vlm_pad_channel_images_put_the_pads_in_the_colour_channels():
+    t = _batch(n=2, size=16)
+    t[:, :, 0] = 60  # pad 0 dark, pad 1 bright: every tile's difference channel is below 128
+    t[:, :, 1] = 200
+    raw = tactile_composites(t, RAW, None, 32, "pad_channels")[0]
+    assert raw.shape == (32, 32, 3)
+    np.testing.assert_array_equal(raw[..., 0], 60)
+    np.testing.assert_array_equal(raw[..., 1], 200)
+    np.testing.assert_array_equal(raw[..., 2], round(128 + (60 - 200) / 2**0.5))
+    swapped = tactile_composites(t[:, :, ::-1].copy(), RAW, None, 32, "pad_channels")[0]
+    np.testing.assert_array_equal(swapped[..., 2], round(128 + (200 - 60) / 2**0.5))
+    cfg = TactileInputConfig(normalize="center", image_gain=64.0)
+    u = _batch(n=4, size=16)
+    stats = fit_tactile_stats(u, cfg)
+    img = tactile_composites(u, cfg, stats, 32, "pad_channels")
+    assert len(img) == 4 and img[0].shape == (32, 32, 3) and img[0].std() > 10
+    with pytest.raises(ValueError, match="layout"):
+        tactile_composites(u, cfg, stats, 32, "grid")
+
+
+def test_pad_colours_keep_each_colour_and_drop_the_first_frame():
+    from taclab.policies.tactile_input import pad_channels_per_colour
+
+    x = torch.randn(2, 4, 2, 8, 8, 3, generator=torch.Generator().manual_seed(1))
+    p = pad_channels_per_colour(x)
+    assert p.shape == (2, 4, 3, 8, 8, 3)
+    torch.testing.assert_close(p[:, 2, 1, ..., 0], x[:, 2, 0, ..., 1])  # frame 2, colour G: R holds pad 0
+    torch.testing.assert_close(p[:, 2, 1, ..., 1], x[:, 2, 1, ..., 1])  # G holds pad 1
+    torch.testing.assert_close(pad_channels_per_colour(x.flip(2))[..., 2], -p[..., 2])  # pads swapped: sign flips
+    t = _batch(n=1, size=16)
+    g = tactile_composites(t, RAW, None, 48, "pad_colours")[0]  # rows frames 1-3, columns colours R, G, B
+    np.testing.assert_array_equal(g[:16, 32:, 0], t[0, 1, 0, :, :, 2])
+    np.testing.assert_array_equal(g[32:, :16, 1], t[0, 3, 1, :, :, 0])
+    diff = (t[0, 2, 0, :, :, 1].astype(float) - t[0, 2, 1, :, :, 1]) / 2**0.5
+    np.testing.assert_array_equal(g[16:32, 16:32, 2], np.clip(np.round(128 + diff), 0, 255))

@@ -3,7 +3,8 @@ the text codec of actions.
 
 - The **composite image** puts the 8 tactile tiles of an attempt (4 frames x 2 pads) in a 3x3 grid, time-major
   (row 0: frame 0 pad 0, frame 0 pad 1, frame 1 pad 0; ...), the last cell white, resized to a square of
-  ``size`` pixels (616 in the paper).
+  ``size`` pixels (616 in the paper). The ``pad_channels`` layout (:func:`tactile_composites`) instead puts the
+  4 frames in a 2x2 grid with the two pads in the colour channels of each tile.
 - The **chat sample** is a user turn with the image and an instruction naming the peg shape, and an assistant
   turn with the action as text.
 - The **action codec** scales each action component by a per-dimension factor and rounds it to an integer
@@ -54,16 +55,45 @@ def composite_image(tactile: np.ndarray, size: int = 616) -> np.ndarray:
     return np.asarray(Image.fromarray(grid).resize((int(size), int(size)), Image.Resampling.BICUBIC))
 
 
-def tactile_composites(tactile, cfg, stats, size: int) -> list[np.ndarray]:
-    """8-bit composites (size, size, 3) of a (B, 4, 2, H, W, 3) uint8 batch in the tactile input representation
-    ``cfg`` (a :class:`taclab.policies.tactile_input.TactileInputConfig` with its fitted ``stats``): the raw setting
-    gives :func:`composite_image` of the images themselves (the paper's input); any other the composite of their
-    8-bit mapping ``clip(round(128 + image_gain * v), 0, 255)``, its ninth cell as ``cfg.ninth_cell`` says."""
+LAYOUTS = ("composite", "pad_channels", "pad_colours")
+"""How the tactile sequence becomes the model's one image (``TLAConfig.layout``)."""
+
+
+def tactile_composites(
+    tactile, cfg, stats, size: int, layout: str = "composite", blue: str = "difference"
+) -> list[np.ndarray]:
+    """8-bit images (size, size, 3) of a (B, 4, 2, H, W, 3) uint8 batch in the tactile input representation
+    ``cfg`` (a :class:`taclab.policies.tactile_input.TactileInputConfig` with its fitted ``stats``).
+
+    - ``layout: composite`` (the paper's): the raw setting gives :func:`composite_image` of the images themselves;
+      any other the composite of their 8-bit mapping ``clip(round(128 + image_gain * v), 0, 255)``, its ninth
+      cell as ``cfg.ninth_cell`` says.
+    - ``layout: pad_channels``: the 4 frames in a 2x2 grid, each frame one RGB tile with pad 0's grey in R, pad
+      1's grey in G and, in B, their difference (``blue: difference``) or mean (``blue: mean``)
+      (:func:`taclab.policies.tactile_input.pad_channels`), computed on the representation before the 8-bit
+      mapping (raw images: on the grey levels, centred on 128 with gain 1).
+    - ``layout: pad_colours``: the same for each colour channel separately, without frame 0 (taken before the
+      peg meets the hole): a 3x3 grid, rows frames 1-3, columns the colour channels R, G, B; each tile R = pad
+      0's channel, G = pad 1's, B = their difference or mean
+      (:func:`taclab.policies.tactile_input.pad_channels_per_colour`).
+    """
     from PIL import Image
 
-    from taclab.policies.tactile_input import as_uint8, composite, pad_difference, represent, to_uint8
+    from taclab.policies.tactile_input import (
+        as_uint8,
+        composite,
+        frame_grid,
+        pad_channels,
+        pad_channels_per_colour,
+        pad_difference,
+        represent,
+        tile_grid,
+        to_uint8,
+    )
 
-    if cfg.ninth_cell == "blank":
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "composite" and cfg.ninth_cell == "blank":
         return [composite_image(x, size) for x in to_uint8(tactile, cfg, stats)]
     if cfg.is_raw:
         v, gain = torch_from_uint8(tactile), 1.0
@@ -71,7 +101,13 @@ def tactile_composites(tactile, cfg, stats, size: int) -> list[np.ndarray]:
         if stats is None:
             raise RuntimeError("the tactile representation needs statistics: fit them on training data first")
         v, gain = represent(tactile, cfg, stats), cfg.image_gain
-    grids = as_uint8(composite(v, ninth=pad_difference(v)).permute(0, 2, 3, 1), gain)
+    if layout == "pad_channels":
+        grids = as_uint8(frame_grid(pad_channels(v, blue)), gain)
+    elif layout == "pad_colours":
+        tiles = pad_channels_per_colour(v, blue)[:, 1:]  # (B, 3 frames, 3 colours, H, W, 3)
+        grids = as_uint8(tile_grid(tiles.flatten(1, 2), 3), gain)
+    else:
+        grids = as_uint8(composite(v, ninth=pad_difference(v)).permute(0, 2, 3, 1), gain)
     return [
         g if g.shape[:2] == (size, size) else np.asarray(Image.fromarray(g).resize((size, size), Image.BICUBIC))
         for g in grids

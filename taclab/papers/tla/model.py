@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taclab.papers.tla.inputs import IMAGE_PAD, VISION_END, VISION_START, build_batch
 from taclab.papers.tla.instruct import DEFAULT_TEMPLATES, ActionCodec, instruction, tactile_composites
@@ -70,6 +70,24 @@ class TLAConfig(BaseModel):
         "initialized model learns from, docs/tla_recipe.md); the paper's raw composite is "
         "{subtract: none, normalize: none}",
     )
+    layout: Literal["composite", "pad_channels", "pad_colours"] = Field(
+        "composite",
+        description="how the tactile sequence becomes the one image: composite (the paper's 3x3 grid of the 8 "
+        "tiles), pad_channels (the 4 frames in a 2x2 grid, each tile R = pad 0 grey, G = pad 1 grey, B = as "
+        "pad_channels_blue says) or pad_colours (a 3x3 grid of frames 1-3 x colour channels, each tile R = pad 0, "
+        "G = pad 1, B = as pad_channels_blue says, in that colour), so that every patch holds both pads",
+    )
+    pad_channels_blue: Literal["difference", "mean"] = Field(
+        "difference",
+        description="layouts pad_channels and pad_colours: the third colour channel holds (pad 0 - pad 1) / sqrt 2 "
+        "or their mean",
+    )
+
+    @model_validator(mode="after")
+    def _layout(self):
+        if self.layout != "composite" and self.tactile.ninth_cell != "blank":
+            raise ValueError(f"tactile.ninth_cell is a setting of layout: composite; {self.layout} has no ninth cell")
+        return self
 
     @field_validator("image_size")
     @classmethod
@@ -302,7 +320,9 @@ class TLAModel:
             raise RuntimeError(
                 "the tactile representation needs statistics: call fit_tactile_stats on training data first"
             )
-        images = tactile_composites(t, self.cfg.tactile, self.tactile_stats, self.cfg.image_size)
+        images = tactile_composites(
+            t, self.cfg.tactile, self.tactile_stats, self.cfg.image_size, self.cfg.layout, self.cfg.pad_channels_blue
+        )
         instructions = [instruction(s, self.cfg.template) for s in shapes]
         answers = None
         if actions is not None:
@@ -431,6 +451,8 @@ class TLAModel:
         config = dict(record["config"])
         if "tactile" not in config:  # written before the tactile input representation: the paper's raw images
             config["tactile"] = {"subtract": "none", "normalize": "none"}
+        if "layout" not in config:  # written before the layouts: the paper's composite
+            config["layout"] = "composite"
         if base is not None:
             config["model"] = str(base)
         cfg = TLAConfig(**config)
