@@ -46,10 +46,20 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "vital.md"
 BC = {"BAKU": "vital_baku_cpu.yaml", "ViSk": "vital_visk_cpu.yaml", "VITAL-BC": "vital_bc_cpu.yaml"}
 RL = {"VITAL": "VITAL-BC", "visual BC + RL": "BAKU"}
-RL_CPU = {"batch_size": 64, "utd": 16, "aug_views": 2, "eval_every": 4000, "eval_episodes": 10, "threads": 1}
-"""residual RL on the CPU: batch 64 instead of 256, two stored augmented views per image"""
-RLPD_CPU = {k: v for k, v in RL_CPU.items() if k != "aug_views"}
-"""RLPD on the CPU: as the residual, without replay augmentation (as the paper's RLPD)"""
+RL_CONFIG = ROOT / "configs" / "vital_residual_cpu.yaml"
+"""residual RL's CPU setting (batch, UTD, stored views, evaluations, threads), chosen by measurement"""
+RLPD_CONFIG = ROOT / "configs" / "vital_rlpd_cpu.yaml"
+"""RLPD's CPU setting: the residual's, without replay augmentation (as the paper's RLPD)"""
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    return dict(yaml.safe_load(path.read_text()) or {})
+
+
+RL_CPU = _read_yaml(RL_CONFIG)
+RLPD_CPU = _read_yaml(RLPD_CONFIG)
 METHODS = ("BAKU", "ViSk", "RLPD", "VITAL-BC", "VITAL", "visual BC + RL")
 METHODS_ORDER = ("BAKU", "ViSk", "VITAL-BC", "VITAL", "visual BC + RL", "RLPD")
 """the order runs are made in, per task"""
@@ -165,7 +175,8 @@ def evaluate_on(policy: Path, task: str, task_list: str, episodes: int, workers:
     from taclab.eval.rollout import evaluate
     from taclab.policies import load_policy
 
-    if cache.is_file():
+    run = policy.parent / "summary.json"  # the run that made the policy: a newer run makes the cache stale
+    if cache.is_file() and (not run.is_file() or cache.stat().st_mtime >= run.stat().st_mtime):
         return json.loads(cache.read_text())
     p = load_policy(policy)
     frozen = getattr(p, "base", None) or getattr(p, "enc", None)  # residual / RLPD: the frozen visk or baku
@@ -276,6 +287,9 @@ def collect(root: Path, args) -> tuple[dict, dict]:
                 steps = s.get("steps", s.get("env_steps"))
                 per = cost["cpu_s"] / cost.get("steps_metered", steps) if cost.get("steps_metered", steps) else None
                 times[(m, t)] = {"wall_s": s["train_time_s"], "cpu_per_step": per, "steps": steps}
+                if (run / "config.json").is_file() and m not in BC:  # the RL run's own setting
+                    c = json.loads((run / "config.json").read_text())
+                    times[(m, t)]["setting"] = f"UTD {c['utd']}, batch {c['batch_size']}, {_views(c['aug_views'])}"
     return results, times
 
 
@@ -317,6 +331,34 @@ def _config_summary() -> str:
             f"{t['batch_size']}, Adam {t['lr']:g}, {t['max_steps']} steps")  # fmt: skip
 
 
+def _views(n: int) -> str:
+    return "no replay augmentation" if not n else f"{n} stored augmented view{'s' if n > 1 else ''} per image"
+
+
+def _rl_summary() -> str:
+    """The CPU settings of residual RL and RLPD as the benchmark runs them (configs/vital_{residual,rlpd}_cpu.yaml)."""
+    r, p = _residual_cfg(RL_CPU), _rlpd_cfg(RLPD_CPU)
+    every = lambda c: f"evaluated every {c.eval_every} env steps on {c.eval_episodes} episodes"  # noqa: E731
+    return (
+        f"residual RL with UTD {r.utd}, batch {r.batch_size}, {_views(r.aug_views)}, {every(r)} "
+        f"(`configs/vital_residual_cpu.yaml`; the paper's UTD 16, batch 256 in `configs/vital_residual.yaml`); RLPD "
+        f"with UTD {p.utd}, batch {p.batch_size} (half demonstrations), {_views(p.aug_views)} "
+        f"(`configs/vital_rlpd_cpu.yaml`)"
+    )
+
+
+def _residual_cfg(d: dict):
+    from taclab.rl.residual import ResidualConfig
+
+    return ResidualConfig.from_dict(d)
+
+
+def _rlpd_cfg(d: dict):
+    from taclab.rl.rlpd import RLPDConfig
+
+    return RLPDConfig.from_dict(d)
+
+
 def write_report(results: dict, times: dict, args) -> None:
     done = {k[1] for k in results} | {k[1] for k in times}
     tasks = [t for t in TASK_ORDER if t in args.tasks or t in done]
@@ -326,8 +368,7 @@ def write_report(results: dict, times: dict, args) -> None:
         f"`nice -n 5 python benchmarks/vital.py --episodes {args.episodes} --rl-steps {args.rl_steps}` (with "
         "`--tasks`, `--methods` and `--lists` choosing what to run, and `--bc-steps` and `--rl-steps` the steps, "
         "each run's in the cost table) on the shared 2-core CPU machine with the CPU "
-        f"configs (`configs/vital_*_cpu.yaml`: {_config_summary()}; residual RL with batch 64, UTD 16, two stored "
-        "augmented views). "
+        f"configs (`configs/vital_*_cpu.yaml`: {_config_summary()}; {_rl_summary()}). "
         "Each cell: successes over closed-loop episodes with the evaluation runner's seeds. The paper's numbers are "
         "real-robot trials (10 per cell in table 1, 30 in table 2). 'not run' marks runs the benchmark has not "
         "reached yet (it continues where it stopped); RLPD reads the frozen encoders of ViSk.",
@@ -440,6 +481,9 @@ def write_report(results: dict, times: dict, args) -> None:
             f"| {m} | {t} | {c['steps']} | {c['wall_s']:.0f} | {per:.2f} | {per * c['steps']:.0f} | {full:.0f} "
             f"({budget} steps) | {target} | {met} |"
         )
+    settings = [f"{m} on {t}: {c['setting']}" for (m, t), c in sorted(times.items()) if "setting" in c]
+    if settings:
+        lines += ["", "RL runs' settings: " + "; ".join(settings) + "."]
     lines += [
         "",
         f"Curves: `{args.root}/bc/*/learning_curve.png` (BC) and `{args.root}/rl/*/curves.png` (residual RL, "

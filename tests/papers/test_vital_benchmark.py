@@ -70,3 +70,69 @@ def test_bad_input_is_named(tmp_path):
     ):
         r = _run(*args)
         assert r.returncode != 0 and msg in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vital_benchmark", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_rl_settings_come_from_the_configs_and_are_stated(tmp_path):
+    import yaml
+
+    from taclab.rl.residual import ResidualConfig
+    from taclab.rl.rlpd import RLPDConfig
+
+    configs = BENCH.parents[1] / "configs"
+    cpu = yaml.safe_load((configs / "vital_residual_cpu.yaml").read_text())
+    rlpd = yaml.safe_load((configs / "vital_rlpd_cpu.yaml").read_text())
+    paper = yaml.safe_load((configs / "vital_residual.yaml").read_text())
+    mod = _bench_module()
+    assert mod.RL_CPU == cpu and mod.RLPD_CPU == rlpd
+    ResidualConfig.from_dict(cpu), RLPDConfig.from_dict(rlpd)  # every key known, every value valid
+    d = ResidualConfig()  # the paper-size file writes out the defaults
+    assert (paper["utd"], paper["batch_size"], paper["aug_views"]) == (d.utd, d.batch_size, d.aug_views) == (16, 256, 4)
+    assert cpu["utd"] < d.utd and rlpd["aug_views"] == 0
+
+    root = tmp_path / "runs"
+    _eval(root, "VITAL", "pick", "paper", 4)
+    run = root / "rl" / "vital_pick"  # an older run made with another setting: the report names its own
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"env_steps": 1509, "train_time_s": 367.0}))
+    (run / "cost.json").write_text(json.dumps({"cpu_s": 336.0, "wall_s": 445.0, "steps_metered": 1509, "parts": 1}))
+    (run / "config.json").write_text(json.dumps({"utd": 16, "batch_size": 64, "aug_views": 2}))
+    report = tmp_path / "vital.md"
+    r = _run("--report-only", "--root", str(root), "--report", str(report), "--tasks", "pick")
+    assert r.returncode == 0, r.stderr
+    text = report.read_text()
+    views = "no replay augmentation" if not cpu["aug_views"] else f"{cpu['aug_views']} stored augmented view"
+    assert f"residual RL with UTD {cpu['utd']}, batch {cpu['batch_size']}, {views}" in text
+    assert f"RLPD with UTD {rlpd['utd']}, batch {rlpd['batch_size']} (half demonstrations)" in text
+    assert "RL runs' settings: VITAL on pick: UTD 16, batch 64, 2 stored augmented views per image." in text
+    # 336 CPU s / 1509 steps = 0.22 s per step; times 16000 = 3563 s, over the 1200 s target
+    assert "| VITAL | pick | 1509 | 367 | 0.22 | 336 | 3563 (16000 steps) | 1200 | no |" in text
+
+
+def test_an_evaluation_older_than_its_run_is_not_reused(tmp_path):
+    import os
+
+    mod = _bench_module()
+    run = tmp_path / "rl" / "vital_pick"
+    (run / "policy").mkdir(parents=True)  # an empty policy folder: evaluating it fails
+    (run / "summary.json").write_text("{}")
+    cache = tmp_path / "eval" / "VITAL_pick_paper_20.json"
+    _eval(tmp_path, "VITAL", "pick", "paper", 4)
+    t = run.joinpath("summary.json").stat().st_mtime
+    os.utime(cache, (t + 10, t + 10))  # evaluated after the run finished: reused
+    assert mod.evaluate_on(run / "policy", "pick", "paper", 20, 1, cache)["success"] == 4
+    os.utime(cache, (t - 10, t - 10))  # evaluated before the run was redone: evaluated again
+    try:
+        mod.evaluate_on(run / "policy", "pick", "paper", 20, 1, cache)
+    except Exception as e:  # noqa: BLE001 - any failure to load the empty policy shows it was not reused
+        assert not isinstance(e, AssertionError)
+    else:
+        raise AssertionError("a stale evaluation was reused")
