@@ -353,7 +353,7 @@ def test_the_layout_is_kept_in_the_checkpoint_and_old_checkpoints_read_the_compo
     tactile, shapes, actions = _data()
     model = TLAModel(_cfg(tiny, finetune="full", layout="pad_channels"))
     batch = model.batch(tactile, shapes, actions)
-    composite = TLAModel(_cfg(tiny, finetune="full")).batch(tactile, shapes, actions)
+    composite = TLAModel(_cfg(tiny, finetune="full", layout="composite")).batch(tactile, shapes, actions)
     assert not torch.equal(composite["pixel_values"], batch["pixel_values"])
     d = model.save(tmp_path / "ckpt")
     loaded = TLAModel.load(d)
@@ -363,5 +363,6 @@ def test_the_layout_is_kept_in_the_checkpoint_and_old_checkpoints_read_the_compo
     del record["config"]["layout"]  # a checkpoint written before the layouts
     (d / "tla_config.json").write_text(json.dumps(record))
     assert TLAModel.load(d).cfg.layout == "composite"
+    assert TLAConfig(model="m").layout == "pad_colours"  # the default: what the tiny model reads y from
     with pytest.raises(ValueError, match="ninth"):
         TLAConfig(model="m", layout="pad_channels", tactile={"ninth_cell": "pad_difference"})

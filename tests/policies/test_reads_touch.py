@@ -87,12 +87,13 @@ def tiny_tla(tmp_path_factory):
 
 
 def test_tla_memorizes_distinct_answers_exactly_and_reads_touch(samples, tiny_tla, one_thread):
-    """The tiny TLA model in its default representation (``center``, gain 128) writes all 32 answers exactly
-    (greedy decoding), and its loss with shuffled images is far above its loss with the real ones."""
+    """The tiny TLA model in its default representation (``center``, gain 128, layout ``pad_colours``) writes all
+    32 answers exactly (greedy decoding), and its loss with shuffled images is far above its loss with the real
+    ones."""
     from taclab.papers.tla import TLAConfig, TLAModel
 
     cfg = TLAConfig(model=str(tiny_tla), image_size=TLA_SIZE, finetune="full", freeze_vision=False, num_beams=1)
-    assert cfg.tactile.normalize == "center" and cfg.tactile.image_gain == 128
+    assert cfg.tactile.normalize == "center" and cfg.tactile.image_gain == 128 and cfg.layout == "pad_colours"
     tla = TLAModel(cfg)
     t, y = samples["tactile"], samples["label"]
     tla.fit_tactile_stats(t)

@@ -71,11 +71,12 @@ class TLAConfig(BaseModel):
         "{subtract: none, normalize: none}",
     )
     layout: Literal["composite", "pad_channels", "pad_colours"] = Field(
-        "composite",
+        "pad_colours",
         description="how the tactile sequence becomes the one image: composite (the paper's 3x3 grid of the 8 "
         "tiles), pad_channels (the 4 frames in a 2x2 grid, each tile R = pad 0 grey, G = pad 1 grey, B = as "
         "pad_channels_blue says) or pad_colours (a 3x3 grid of frames 1-3 x colour channels, each tile R = pad 0, "
-        "G = pad 1, B = as pad_channels_blue says, in that colour), so that every patch holds both pads",
+        "G = pad 1, B = as pad_channels_blue says, in that colour), so that every patch holds both pads; by "
+        "default pad_colours, with which the tiny model reads the sign of y (docs/tla_recipe.md)",
     )
     pad_channels_blue: Literal["difference", "mean"] = Field(
         "difference",
