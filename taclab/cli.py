@@ -181,12 +181,17 @@ def dataset_export_jsonl(
     split: str = typer.Option("train", help="split"),
     size: int = typer.Option(616, help="side of the composite image (pixels, 3 to 4096)"),
     vary_template: bool = typer.Option(False, help="cycle through the instruction templates"),
+    like: Path = typer.Option(
+        None,
+        help="a TLA checkpoint (policy folder or training run): draw the images as it sees its input (its tactile "
+        "representation, statistics and layout) instead of the paper's raw composite",
+    ),
 ) -> None:
     """Export a TLA split in the chat format (messages + image paths) as JSONL; one export per folder."""
     from taclab.papers.tla.instruct import export_jsonl
 
     with _clear_errors():
-        typer.echo(str(export_jsonl(path, split, out, size=size, vary_template=vary_template)))
+        typer.echo(str(export_jsonl(path, split, out, size=size, vary_template=vary_template, like=like)))
 
 
 @dataset_app.command("migrate")

@@ -213,6 +213,54 @@ EXPORT_FILE = "export.json"
 """The manifest of an export folder: the dataset, the settings and, per split, the fingerprint exported."""
 
 
+def checkpoint_representation(directory) -> dict:
+    """The tactile input of a TLA checkpoint (a folder holding ``tla_config.json``, e.g. a policy folder, or a
+    training run whose ``policy/`` holds one): ``{"folder", "tactile", "layout", "blue", "stats", "stats_sha256"}``
+    with ``tactile`` a :class:`taclab.policies.tactile_input.TactileInputConfig` and ``stats`` its fitted
+    statistics (``None`` for the raw images). Checkpoints written before these keys read as the paper's raw
+    composite."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from taclab.papers.tla.model import CHECKPOINT_FILE, STATS_FILE
+    from taclab.policies.tactile_input import TACTILE_STAT_KEYS, TactileInputConfig
+
+    d = Path(directory)
+    if not (d / CHECKPOINT_FILE).is_file() and (d / "policy" / CHECKPOINT_FILE).is_file():
+        d = d / "policy"
+    if not (d / CHECKPOINT_FILE).is_file():
+        raise ValueError(
+            f"{directory} is not a TLA checkpoint: it holds no {CHECKPOINT_FILE} (nor policy/{CHECKPOINT_FILE})"
+        )
+    try:
+        config = json.loads((d / CHECKPOINT_FILE).read_text())["config"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{d / CHECKPOINT_FILE} is not a TLA checkpoint record") from None
+    tactile = TactileInputConfig(**config.get("tactile", {"subtract": "none", "normalize": "none"}))
+    layout = config.get("layout", "composite")
+    blue = config.get("pad_channels_blue", "difference")
+    stats, sha = None, None
+    if not tactile.is_raw:
+        if not (d / STATS_FILE).is_file():
+            raise ValueError(f"{d / STATS_FILE} is missing: the checkpoint is incomplete")
+        from safetensors.torch import load_file
+
+        stats = load_file(str(d / STATS_FILE))
+        missing = [k for k in TACTILE_STAT_KEYS if k not in stats]
+        if missing:
+            raise ValueError(f"{d / STATS_FILE} lacks {missing}")
+        sha = hashlib.sha256((d / STATS_FILE).read_bytes()).hexdigest()
+    return {
+        "folder": str(d.resolve()),
+        "tactile": tactile,
+        "layout": layout,
+        "blue": blue,
+        "stats": stats,
+        "stats_sha256": sha,
+    }
+
+
 def export_jsonl(
     path,
     split: str,
@@ -220,11 +268,14 @@ def export_jsonl(
     size: int = 616,
     codec: ActionCodec | None = None,
     vary_template: bool = False,
+    like=None,
 ):
     """Write a split as ``out/<split>.jsonl`` (``messages`` + ``images``) and ``out/images/<split>-N.png``.
 
     For users who fine-tune large models with their own GPU stack. With ``vary_template`` the instruction
-    wording cycles through :data:`DEFAULT_TEMPLATES`.
+    wording cycles through :data:`DEFAULT_TEMPLATES`. The images are the paper's raw composites unless ``like``
+    names a TLA checkpoint: then they are drawn as that model sees its input (its tactile representation with its
+    fitted statistics, its layout; :func:`checkpoint_representation`, :func:`tactile_composites`).
 
     An export folder holds one export: ``out/export.json`` records the dataset, the settings (image size,
     templates, codec) and the fingerprint of every split written. Exporting another split of the same dataset
@@ -255,6 +306,15 @@ def export_jsonl(
         "resolution": list(codec.resolution),
         "limits": list(codec.limits),
     }
+    rep = checkpoint_representation(like) if like is not None else None
+    if rep is not None:
+        settings["tactile"] = {
+            "checkpoint": rep["folder"],
+            "representation": rep["tactile"].model_dump(),
+            "layout": rep["layout"],
+            "blue": rep["blue"],
+            "stats_sha256": rep["stats_sha256"],
+        }
     dataset = str(Path(path).resolve())
     manifest_path = out / EXPORT_FILE
     with FolderLock(out, "jsonl export"):
@@ -275,7 +335,10 @@ def export_jsonl(
             if manifest.get("dataset") != dataset or manifest.get("settings") != settings:
                 theirs = {"dataset": manifest.get("dataset"), **(manifest.get("settings") or {})}
                 ours = {"dataset": dataset, **settings}
-                diff = ", ".join(f"{k} {theirs.get(k)!r} -> {v!r}" for k, v in ours.items() if theirs.get(k) != v)
+                keys = list(ours) + [k for k in theirs if k not in ours]
+                diff = ", ".join(
+                    f"{k} {theirs.get(k)!r} -> {ours.get(k)!r}" for k in keys if theirs.get(k) != ours.get(k)
+                )
                 raise ValueError(
                     f"{out} holds another export ({diff}): export into a new folder, or remove {out} first"
                 )
@@ -300,10 +363,16 @@ def export_jsonl(
         try:
             with tmp.open("w") as f:
                 for batch in iter_batches(path, split, ["tactile", "shape", "label"], batch_size=64):
-                    for tactile, shape, label in zip(batch["tactile"], batch["shape"], batch["label"], strict=True):
+                    if rep is None:
+                        pictures = [composite_image(t, size) for t in batch["tactile"]]
+                    else:
+                        pictures = tactile_composites(
+                            batch["tactile"], rep["tactile"], rep["stats"], size, rep["layout"], rep["blue"]
+                        )
+                    for picture, shape, label in zip(pictures, batch["shape"], batch["label"], strict=True):
                         name = f"images/{split}-{i:06d}.png"
                         part = out / f".{split}-{i:06d}.png.tmp{os.getpid()}"
-                        Image.fromarray(composite_image(tactile, size)).save(part, format="png")
+                        Image.fromarray(picture).save(part, format="png")
                         part.replace(out / name)
                         template = i % len(DEFAULT_TEMPLATES) if vary_template else 0
                         sample = chat_sample(str(shape), label, codec, template)
