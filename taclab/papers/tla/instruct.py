@@ -213,6 +213,12 @@ EXPORT_FILE = "export.json"
 """The manifest of an export folder: the dataset, the settings and, per split, the fingerprint exported."""
 
 
+CHECKPOINT_FILE = "tla_config.json"
+"""The record of a TLA checkpoint (written last by :meth:`taclab.papers.tla.model.TLAModel.save`)."""
+STATS_FILE = "normalization.safetensors"
+"""The statistics of a TLA checkpoint's tactile representation."""
+
+
 def checkpoint_representation(directory) -> dict:
     """The tactile input of a TLA checkpoint (a folder holding ``tla_config.json``, e.g. a policy folder, or a
     training run whose ``policy/`` holds one): ``{"folder", "tactile", "layout", "blue", "stats", "stats_sha256"}``
@@ -223,7 +229,6 @@ def checkpoint_representation(directory) -> dict:
     import json
     from pathlib import Path
 
-    from taclab.papers.tla.model import CHECKPOINT_FILE, STATS_FILE
     from taclab.policies.tactile_input import TACTILE_STAT_KEYS, TactileInputConfig
 
     d = Path(directory)

@@ -26,11 +26,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taclab.papers.tla.inputs import IMAGE_PAD, VISION_END, VISION_START, build_batch
-from taclab.papers.tla.instruct import DEFAULT_TEMPLATES, ActionCodec, instruction, tactile_composites
+from taclab.papers.tla.instruct import (
+    CHECKPOINT_FILE,
+    DEFAULT_TEMPLATES,
+    STATS_FILE,
+    ActionCodec,
+    instruction,
+    tactile_composites,
+)
 from taclab.policies.tactile_input import TACTILE_STAT_KEYS, TactileInputConfig, fit_tactile_stats
 
-CHECKPOINT_FILE = "tla_config.json"
-STATS_FILE = "normalization.safetensors"
 LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The linear layers of each Qwen2 decoder layer (attention and MLP)."""
 VISION_LINEAR = ("qkv", "proj", "fc1", "fc2")
