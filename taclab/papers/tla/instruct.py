@@ -219,6 +219,31 @@ STATS_FILE = "normalization.safetensors"
 """The statistics of a TLA checkpoint's tactile representation."""
 
 
+def checkpoint_config(config: dict) -> dict:
+    """A checkpoint's recorded ``TLAConfig`` keys, with what checkpoints written before the tactile
+    representation and the layouts used: the paper's raw images (``tactile``) in its composite (``layout``)."""
+    return {"tactile": {"subtract": "none", "normalize": "none"}, "layout": "composite", **config}
+
+
+def load_checkpoint_stats(directory) -> dict:
+    """The tactile statistics a TLA checkpoint folder stores (``normalization.safetensors``), checked for every
+    key the representation needs."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from taclab.policies.tactile_input import TACTILE_STAT_KEYS
+
+    path = Path(directory) / STATS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the checkpoint is incomplete")
+    stats = load_file(str(path))
+    missing = [k for k in TACTILE_STAT_KEYS if k not in stats]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}")
+    return stats
+
+
 def checkpoint_representation(directory) -> dict:
     """The tactile input of a TLA checkpoint (a folder holding ``tla_config.json``, e.g. a policy folder, or a
     training run whose ``policy/`` holds one): ``{"folder", "tactile", "layout", "blue", "stats", "stats_sha256"}``
@@ -229,7 +254,7 @@ def checkpoint_representation(directory) -> dict:
     import json
     from pathlib import Path
 
-    from taclab.policies.tactile_input import TACTILE_STAT_KEYS, TactileInputConfig
+    from taclab.policies.tactile_input import TactileInputConfig
 
     d = Path(directory)
     if not (d / CHECKPOINT_FILE).is_file() and (d / "policy" / CHECKPOINT_FILE).is_file():
@@ -239,22 +264,15 @@ def checkpoint_representation(directory) -> dict:
             f"{directory} is not a TLA checkpoint: it holds no {CHECKPOINT_FILE} (nor policy/{CHECKPOINT_FILE})"
         )
     try:
-        config = json.loads((d / CHECKPOINT_FILE).read_text())["config"]
+        config = checkpoint_config(json.loads((d / CHECKPOINT_FILE).read_text())["config"])
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"{d / CHECKPOINT_FILE} is not a TLA checkpoint record") from None
-    tactile = TactileInputConfig(**config.get("tactile", {"subtract": "none", "normalize": "none"}))
-    layout = config.get("layout", "composite")
+    tactile = TactileInputConfig(**config["tactile"])
+    layout = config["layout"]
     blue = config.get("pad_channels_blue", "difference")
     stats, sha = None, None
     if not tactile.is_raw:
-        if not (d / STATS_FILE).is_file():
-            raise ValueError(f"{d / STATS_FILE} is missing: the checkpoint is incomplete")
-        from safetensors.torch import load_file
-
-        stats = load_file(str(d / STATS_FILE))
-        missing = [k for k in TACTILE_STAT_KEYS if k not in stats]
-        if missing:
-            raise ValueError(f"{d / STATS_FILE} lacks {missing}")
+        stats = load_checkpoint_stats(d)
         sha = hashlib.sha256((d / STATS_FILE).read_bytes()).hexdigest()
     return {
         "folder": str(d.resolve()),

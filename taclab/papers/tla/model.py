@@ -31,10 +31,12 @@ from taclab.papers.tla.instruct import (
     DEFAULT_TEMPLATES,
     STATS_FILE,
     ActionCodec,
+    checkpoint_config,
     instruction,
+    load_checkpoint_stats,
     tactile_composites,
 )
-from taclab.policies.tactile_input import TACTILE_STAT_KEYS, TactileInputConfig, fit_tactile_stats
+from taclab.policies.tactile_input import TactileInputConfig, fit_tactile_stats
 
 LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The linear layers of each Qwen2 decoder layer (attention and MLP)."""
@@ -454,11 +456,7 @@ class TLAModel:
         record = read_json_record(d / CHECKPOINT_FILE, ("weights", "config"), "not a TLA model checkpoint")
         if record["weights"] not in ("adapter", "full"):
             raise ValueError(f"{d / CHECKPOINT_FILE}: unknown weights kind {record['weights']!r}")
-        config = dict(record["config"])
-        if "tactile" not in config:  # written before the tactile input representation: the paper's raw images
-            config["tactile"] = {"subtract": "none", "normalize": "none"}
-        if "layout" not in config:  # written before the layouts: the paper's composite
-            config["layout"] = "composite"
+        config = checkpoint_config(record["config"])
         if base is not None:
             config["model"] = str(base)
         cfg = TLAConfig(**config)
@@ -469,15 +467,7 @@ class TLAModel:
             self._setup(cfg, weights=str(d), adapter=None)
         if cfg.tactile.is_raw:
             return self
-        if not (d / STATS_FILE).is_file():
-            raise FileNotFoundError(f"{d / STATS_FILE} is missing: the checkpoint is incomplete")
-        from safetensors.torch import load_file
-
-        stats = load_file(str(d / STATS_FILE))
-        missing = [k for k in TACTILE_STAT_KEYS if k not in stats]
-        if missing:
-            raise ValueError(f"{d / STATS_FILE} lacks {missing}")
-        self.tactile_stats = stats
+        self.tactile_stats = load_checkpoint_stats(d)
         return self
 
     def merge(self, out_dir: str | Path) -> Path:
