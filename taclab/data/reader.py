@@ -146,7 +146,7 @@ def iter_batches(
             return
         table = _read_table(f, cols)
         for start in range(0, min(table.num_rows, left), batch_size):
-            stop = min(start + batch_size, table.num_rows, start + left)
+            stop = min(start + batch_size, table.num_rows, left)
             part = table.slice(start, stop - start)
             yield {c: _decode(schema, c, part.column(c), f, start) for c in cols}
         left -= table.num_rows

@@ -107,6 +107,18 @@ def test_load_arrays_columns_and_limit(dataset):
         load_arrays(dataset, "train", limit=0, progress=False)
 
 
+def test_batches_stop_at_the_limit_inside_a_shard(dataset):
+    from taclab.data.reader import iter_batches
+
+    full = load_arrays(dataset, "train", columns=["label"], progress=False)["label"]
+    for batch_size, limit in [(2, 3), (2, 7), (3, 10), (5, 5), (2, 13)]:
+        parts = [b["label"] for b in iter_batches(dataset, "train", ["label"], batch_size=batch_size, limit=limit)]
+        assert all(len(p) <= batch_size for p in parts)
+        np.testing.assert_array_equal(np.concatenate(parts), full[:limit])
+        got = load_arrays(dataset, "train", columns=["label"], limit=limit, progress=False)["label"]
+        np.testing.assert_array_equal(got, full[:limit])
+
+
 def test_plain_datasets_reads_it(dataset, tmp_path):
     import datasets
 
