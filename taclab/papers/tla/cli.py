@@ -1,4 +1,5 @@
-"""Commands for the TLA model: build the tiny offline model, merge a LoRA checkpoint, measure CPU cost.
+"""Commands for the TLA model: build the tiny offline model, the recipe's pre-training and alignment stages, merge a
+LoRA checkpoint, measure CPU cost.
 
 ``tla_app`` is a typer app; the main command line mounts it as ``taclab tla``. It also runs on its own:
 ``python -m taclab.papers.tla.cli --help``.
@@ -17,7 +18,7 @@ from taclab.commandline import clear_errors as _clear_errors
 from taclab.commandline import sets
 
 tla_app = typer.Typer(
-    help="The Tactile-Language-Action model: tiny offline Qwen2-VL, LoRA merging, cost measurement.",
+    help="The Tactile-Language-Action model: tiny offline Qwen2-VL, recipe stages, LoRA merging, cost measurement.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -141,6 +142,41 @@ def bench_cmd(
         sets = _parse_sets(set_)
         result = benchmark(model, image_size=image_size, finetune=finetune, batch=batch, steps=steps, **sets)
     typer.echo(json.dumps(result, indent=2))
+
+
+def _stage(stage: str, config: Path | None, data: Path, out: Path, set_: list[str] | None, progress: bool) -> None:
+    from taclab.papers.tla.recipe import load_stage_config, run_stage
+
+    with _clear_errors():
+        run = load_stage_config(config, _parse_sets(set_), stage=stage)
+        record = run_stage(run, data, out, progress=progress)
+    gate = record.get("gate", {})
+    typer.echo(
+        f"{out}: stage {stage}, {record['steps']} steps in {record['train_time_s']} s, loss "
+        f"{record['first_loss']:.4g} -> {record['final_loss']:.4g}; check: real {gate.get('real', float('nan')):.4g}, "
+        f"shuffled {gate.get('shuffled', float('nan')):.4g}. Next stage: --set model.model={out}"
+    )
+
+
+_CONFIG = Annotated[Path | None, typer.Option(help="stage config YAML (stage, train, model, pretrain, align)")]
+_DATA = Annotated[Path, typer.Option(help="dataset folder (its training split is used, no labels)")]
+_OUT = Annotated[Path, typer.Option(help="new folder: the base model of the next stage, with logs and curve")]
+_SETS = Annotated[list[str] | None, typer.Option("--set", help="config override, e.g. train.epochs=3")]
+_PROGRESS = Annotated[bool, typer.Option(help="show a progress bar")]
+
+
+@tla_app.command("pretrain")
+def pretrain_cmd(
+    data: _DATA, out: _OUT, config: _CONFIG = None, set_: _SETS = None, progress: _PROGRESS = True
+) -> None:
+    """Recipe stage 1: self-supervised masked-patch pre-training of the vision tower on the tactile images."""
+    _stage("pretrain", config, data, out, set_, progress)
+
+
+@tla_app.command("align")
+def align_cmd(data: _DATA, out: _OUT, config: _CONFIG = None, set_: _SETS = None, progress: _PROGRESS = True) -> None:
+    """Recipe stage 2: tactile-language alignment on captions from the simulator's state, vision tower frozen."""
+    _stage("align", config, data, out, set_, progress)
 
 
 if __name__ == "__main__":
