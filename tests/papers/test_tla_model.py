@@ -18,6 +18,7 @@ pytest.importorskip("peft")
 from taclab.papers.tla import TLAConfig, TLAModel, build_tokenizer, init_tiny  # noqa: E402
 from taclab.papers.tla.inputs import IGNORE_INDEX, build_batch  # noqa: E402
 from taclab.papers.tla.instruct import ActionCodec, render_chat  # noqa: E402
+from taclab.papers.tla.model import expected_action  # noqa: E402
 from taclab.papers.tla.tiny import SPECIAL_TOKENS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,6 +258,39 @@ def test_malformed_answers_get_the_zero_fallback_without_raising(tiny, monkeypat
     assert np.all(actions[malformed] == 0)
 
 
+def test_expected_action_is_the_probability_weighted_mean_of_the_well_formed_answers():
+    acts = np.array([[[1.0, 1.0, 1.5], [1.0, 1.0, -1.5], [0.0, 0.0, 0.0]], [[1.0, 0.0, 0.0]] * 3])
+    ok = np.array([[True, True, False], [False, False, False]])
+    logp = np.log([[0.3, 0.1, 0.6], [0.5, 0.3, 0.2]])
+    actions, malformed = expected_action(acts, ok, logp)
+    # row 0: weights 0.75 / 0.25 over the two well-formed answers (the malformed one is dropped, not zeroed in)
+    np.testing.assert_allclose(actions[0], [1.0, 1.0, 0.75 * 1.5 - 0.25 * 1.5])
+    assert malformed.tolist() == [False, True] and np.all(actions[1] == 0)
+    # very unlikely answers (large negative log-probabilities) do not underflow to a zero total
+    actions, malformed = expected_action(acts[:1], ok[:1], np.array([[-2000.0, -2000.0, 0.0]]))
+    np.testing.assert_allclose(actions[0], [1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match=r"\(B, K, 3\)"):
+        expected_action(acts[0], ok[0], logp[0])
+
+
+def test_expected_decoding_scores_every_beam_and_averages_their_actions(tiny, monkeypatch):
+    model = TLAModel(_cfg(tiny, decoding="expected", num_beams=3))
+    tactile, shapes, _ = _data(2)
+    texts, logp = model.generate_candidates(tactile, shapes)
+    assert [len(t) for t in texts] == [3, 3] and logp.shape == (2, 3)
+    assert np.all(np.isfinite(logp)) and np.all(logp <= 0) and np.all(np.diff(logp, axis=1) <= 1e-5)  # best first
+    fake = ([["[10, 0, 15]", "[10, 0, -15]", "junk"], ["junk", "junk", "junk"]], np.log([[0.5, 0.5, 0.0001]] * 2))
+    monkeypatch.setattr(model, "generate_candidates", lambda t, s: fake)
+    actions, malformed, answer = model.predict(tactile, shapes)
+    np.testing.assert_allclose(actions[0], [1.0, 0.0, 0.0], atol=1e-9)  # the unsure rotation cancels out
+    assert malformed.tolist() == [False, True] and answer == ["[10, 0, 15]", "junk"]
+
+
+def test_expected_decoding_needs_several_beams():
+    with pytest.raises(ValueError, match="num_beams >= 2, got 1"):
+        TLAConfig(model="m", decoding="expected", num_beams=1)
+
+
 def test_merge_exports_a_loadable_folder_with_the_same_outputs(lora_ckpt, tmp_path):
     from transformers import Qwen2VLForConditionalGeneration
     from typer.testing import CliRunner
@@ -306,6 +340,7 @@ def test_init_tiny_command(tmp_path):
         ("dtype", "float16"),
         ("fallback", "last"),
         ("num_beams", 0),
+        ("decoding", "sampled"),
         ("lora_dropout", 1.5),
         ("lora_targets", ["q-proj"]),
         ("resolution", (0.1, -0.1, 0.1)),

@@ -65,6 +65,13 @@ class TLAConfig(BaseModel):
     freeze_vision: bool = Field(True, description="keep the ViT (patch embedding and blocks) frozen, as the paper")
     train_merger: bool = Field(True, description="train the 2x2 patch merger (the MLP between ViT and language model)")
     num_beams: int = Field(3, ge=1, le=64, description="beams of the beam search that writes the answer")
+    decoding: Literal["beam", "expected"] = Field(
+        "beam",
+        description="how the answer becomes the action: beam (the best answer of the beam search, the paper's) or "
+        "expected (the mean of the actions of the num_beams answers the beam search returns, weighted by their "
+        "probabilities renormalized over the well-formed ones: an axis the model is unsure of moves less, as a "
+        "regression's would; needs num_beams >= 2)",
+    )
     max_new_tokens: int = Field(16, ge=1, le=512, description="longest answer in tokens, the end token included")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="weight dtype the model is loaded in")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
@@ -97,6 +104,14 @@ class TLAConfig(BaseModel):
             raise ValueError(f"tactile.ninth_cell is a setting of layout: composite; {self.layout} has no ninth cell")
         return self
 
+    @model_validator(mode="after")
+    def _decoding(self):
+        if self.decoding == "expected" and self.num_beams < 2:
+            raise ValueError(
+                f"decoding: expected averages over the beams' answers and needs num_beams >= 2, got {self.num_beams}"
+            )
+        return self
+
     @field_validator("image_size")
     @classmethod
     def _image_size(cls, v: int) -> int:
@@ -127,6 +142,27 @@ class TLAConfig(BaseModel):
         if bad:
             raise ValueError(f"lora_targets must be layer names such as 'q_proj', got {bad}")
         return tuple(v)
+
+
+def expected_action(actions, ok, logp) -> tuple[np.ndarray, np.ndarray]:
+    """The probability-weighted mean of candidate actions (``decoding: expected``).
+
+    ``actions`` ``(B, K, 3)``, ``ok`` ``(B, K)`` (well formed), ``logp`` ``(B, K)`` log-probabilities of the K
+    answers. The weights are ``softmax(logp)`` over the well-formed candidates of each row; a row with none gets
+    the zero action and is flagged malformed. Returns ``(actions (B, 3), malformed (B,))``."""
+    actions = np.asarray(actions, dtype=np.float64)
+    ok = np.asarray(ok, dtype=bool)
+    logp = np.asarray(logp, dtype=np.float64)
+    if actions.ndim != 3 or actions.shape[-1] != 3 or ok.shape != actions.shape[:2] or logp.shape != ok.shape:
+        shapes = f"{actions.shape}, {ok.shape}, {logp.shape}"
+        raise ValueError(f"expected actions (B, K, 3), ok and logp (B, K); got {shapes}")
+    z = np.where(ok, logp, -np.inf)
+    top = z.max(axis=1, keepdims=True)
+    w = np.where(ok, np.exp(z - np.where(np.isfinite(top), top, 0.0)), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    malformed = ~ok.any(axis=1)
+    w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+    return (w[..., None] * actions).sum(axis=1), malformed
 
 
 def _dtype(name: str):
@@ -353,24 +389,29 @@ class TLAModel:
         out = self.model(**self._on_device(batch), use_cache=False)
         return out.loss
 
-    def generation_config(self):
+    def generation_config(self, candidates: bool = False):
+        """Beam search without sampling. With ``candidates``, every beam's answer is returned with its summed
+        log-probability (no length normalization: ``length_penalty`` 0), for ``decoding: expected``."""
         from transformers import GenerationConfig
 
         tok = self.tokenizer
         eos = [tok.convert_tokens_to_ids("<|im_end|>")]
         if tok.eos_token_id is not None and tok.eos_token_id not in eos:
             eos.append(tok.eos_token_id)
+        extra = {}
+        if candidates:
+            extra = dict(length_penalty=0.0, output_scores=True, return_dict_in_generate=True)
         return GenerationConfig(
             num_beams=self.cfg.num_beams,
             do_sample=False,
             max_new_tokens=self.cfg.max_new_tokens,
             eos_token_id=eos,
             pad_token_id=tok.pad_token_id,
-            num_return_sequences=1,
+            num_return_sequences=self.cfg.num_beams if candidates else 1,
+            **extra,
         )
 
-    def generate_text(self, tactile, shapes) -> list[str]:
-        """The answers as text: beam search (``num_beams``) until the end token, special tokens removed."""
+    def _generate(self, tactile, shapes, candidates: bool):
         import torch
 
         batch = self._on_device(self.batch(tactile, shapes))
@@ -379,11 +420,23 @@ class TLAModel:
         module.eval()
         try:
             with torch.no_grad():
-                out = module.generate(**batch, generation_config=self.generation_config())
+                out = module.generate(**batch, generation_config=self.generation_config(candidates))
         finally:
             module.train(was_training)
-        new = out[:, batch["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        sequences = out.sequences if candidates else out
+        new = sequences[:, batch["input_ids"].shape[1] :]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return texts, (out.sequences_scores.float().cpu().numpy() if candidates else None)
+
+    def generate_text(self, tactile, shapes) -> list[str]:
+        """The answers as text: beam search (``num_beams``) until the end token, special tokens removed."""
+        return self._generate(tactile, shapes, candidates=False)[0]
+
+    def generate_candidates(self, tactile, shapes) -> tuple[list[list[str]], np.ndarray]:
+        """Every beam's answer, best first: ``(texts, B lists of num_beams; log-probabilities (B, num_beams))``."""
+        texts, scores = self._generate(tactile, shapes, candidates=True)
+        k = self.cfg.num_beams
+        return [texts[i * k : (i + 1) * k] for i in range(len(texts) // k)], scores.reshape(-1, k)
 
     def parse(self, texts) -> tuple[np.ndarray, np.ndarray]:
         """Actions ``(B, 3)`` and malformed flags ``(B,)`` for answer texts; malformed answers get the fallback."""
@@ -401,11 +454,20 @@ class TLAModel:
         """``(actions (B, 3) in mm, mm, deg; malformed (B,) bool; answer texts)``.
 
         An answer that is not exactly ``[int, int, int]`` within the action limits is malformed and gets the
-        fallback action (zero); it never raises.
+        fallback action (zero); it never raises. With ``decoding: expected`` the action is the probability-weighted
+        mean of the beams' well-formed answers (:func:`expected_action`), malformed only when none is well formed,
+        and the text is the best beam's.
         """
-        texts = list(self.generate_text(tactile, shapes))
-        actions, malformed = self.parse(texts)
-        return actions, malformed, texts
+        if self.cfg.decoding == "beam":
+            texts = list(self.generate_text(tactile, shapes))
+            actions, malformed = self.parse(texts)
+            return actions, malformed, texts
+        candidates, logp = self.generate_candidates(tactile, shapes)
+        parsed = [self.parse(c) for c in candidates]
+        acts = np.stack([a for a, _ in parsed])
+        ok = ~np.stack([m for _, m in parsed])
+        actions, malformed = expected_action(acts, ok, logp)
+        return actions, malformed, [c[0] for c in candidates]
 
     # -- checkpoints ----------------------------------------------------------------------------------------
 

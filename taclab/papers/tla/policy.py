@@ -4,8 +4,9 @@ The shared preprocessing of a TLA policy is :meth:`TLAModel.batch`: the composit
 representation (:func:`taclab.papers.tla.instruct.tactile_composites`, its statistics fitted by ``fit_stats``),
 the instruction of the task's peg shape and, for training, the action encoded as text by the action codec.
 Training, offline evaluation and ``select_action`` all go through it. ``select_action`` writes the answer by beam
-search; a malformed answer gives the fallback action and sets ``last_malformed`` (counted by the evaluation,
-never fatal). The answer texts of the last call are kept in ``last_texts``.
+search (with ``decoding: expected``, the action is the probability-weighted mean of the beams' answers); a
+malformed answer gives the fallback action and sets ``last_malformed`` (counted by the evaluation, never fatal).
+The answer texts of the last call are kept in ``last_texts``.
 """
 
 from __future__ import annotations
