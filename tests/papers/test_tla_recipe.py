@@ -248,3 +248,15 @@ def test_stage_commands_refuse_bad_input(stages, tiny, tiny_dataset):
     )
     assert r.exit_code == 2 and "error: invalid stage config: unknown config key 'train.epoch'" in r.output
     assert not (stages / "x").exists()
+
+
+def test_every_stage_config_key_is_documented():
+    from pathlib import Path
+
+    from taclab.papers.tla.recipe import AlignConfig, PretrainConfig, StageTrainConfig
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "tla.md").read_text()
+    keys = [f"train.{k}" for k in StageTrainConfig.model_fields]
+    keys += [f"pretrain.{k}" for k in PretrainConfig.model_fields] + [f"align.{k}" for k in AlignConfig.model_fields]
+    missing = [k for k in keys if f"`{k}`" not in text]
+    assert not missing, missing
