@@ -228,6 +228,11 @@ def train(
     typer.echo(f"policy saved to {final}; logs and learning_curve.png in {out}")
 
 
+POLICY_SET_HELP = (
+    "inference setting of the checkpoint, key=value (repeatable): e.g. decoding=expected (tla), init_noise_scale=0 "
+    "(dp); only the policy's INFERENCE_KEYS (docs/evaluation.md)"
+)
+
 eval_app = typer.Typer(help="Evaluate policies offline (dataset metrics) or in closed loop.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
@@ -241,13 +246,17 @@ def eval_offline(
     name: str = typer.Option(None, help="row name in reports (default: the policy's name)"),
     batch_size: int = typer.Option(64, min=1, help="samples per forward pass"),
     limit: int = typer.Option(None, min=1, help="score only the first N samples"),
+    policy_set: list[str] = typer.Option(None, "--policy-set", help=POLICY_SET_HELP),
 ) -> None:
     """Score a policy's actions on a dataset split with the dataset's metrics (e.g. GCR and L1)."""
     from taclab.eval.offline import evaluate_offline
 
     _papers()
     with _clear_errors():
-        rec = evaluate_offline(policy, data, split, name=name, out=out, batch_size=batch_size, limit=limit)
+        overrides = _sets(policy_set)
+        rec = evaluate_offline(
+            policy, data, split, name=name, out=out, batch_size=batch_size, limit=limit, policy_overrides=overrides
+        )
     m = rec["metrics"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float) and not k.startswith("ms_"))
     typer.echo(f"{rec['name']} on {split} ({rec['samples']} samples): {shown}; written to {out}")
@@ -269,6 +278,7 @@ def eval_closed_loop(
     backend: str = typer.Option("process", help="process (a worker pool), sync or async (a Gymnasium vector env)"),
     name: str = typer.Option(None, help="row name in reports (default: the policy's name)"),
     set_: list[str] = typer.Option(None, "--set", help="env config override key=value (repeatable)"),
+    policy_set: list[str] = typer.Option(None, "--policy-set", help=POLICY_SET_HELP),
 ) -> None:
     """Success rate and steps per task in a registered env, in parallel; inference failures counted and named."""
     from taclab.envs.base import env_class
@@ -290,7 +300,7 @@ def eval_closed_loop(
             raise ValueError(f"--out {out} is a file; give a folder for closed_loop.json")
         rec = evaluate_closed_loop(
             policy, env, task_list, episodes, seed=seed, workers=workers or None, name=name, out=out,
-            env_config=config, backend=backend,
+            env_config=config, backend=backend, policy_overrides=_sets(policy_set),
         )  # fmt: skip
     for t in rec["tasks"]:
         steps = "-" if t["mean_steps"] is None else f"{t['mean_steps']:.2f}"

@@ -96,6 +96,14 @@ def test_train_eval_report_commands(tmp_path, tiny_dataset):
     r = runner.invoke(app, ["report", str(ev), "--out", str(tmp_path / "report")])
     assert r.exit_code == 0, r.output
     assert "| BC | taclab |" in (tmp_path / "report" / "report.md").read_text()
+    # BC has no inference settings: --policy-set is refused with one line, and the record written before stays
+    before = (ev / "offline_test.json").read_text()
+    for cmd in (["offline", "--data", str(tiny_dataset)], ["closed-loop", "--tasks", "round:2.0", "--episodes", "1"]):
+        r = runner.invoke(app, ["eval", *cmd, "--policy", str(run), "--out", str(ev), "--policy-set", "hidden=8"])
+        assert r.exit_code == 2 and "'hidden' cannot be changed at evaluation for a 'bc' policy; allowed: none" in (
+            r.output
+        ), r.output
+    assert (ev / "offline_test.json").read_text() == before
 
 
 def test_tla_commands_reject_bad_input(tmp_path):

@@ -22,16 +22,18 @@ def evaluate_closed_loop(
     env_config: dict | None = None,
     backend: str = "process",
     progress: bool = True,
+    policy_overrides: dict | None = None,
 ) -> dict:
     """Run ``episodes`` seeded episodes per task on ``workers`` (all cores by default).
 
     ``policy`` is a checkpoint folder, a training run folder or a registered policy name. Per task the record
     holds the success rate, the mean steps of the successful episodes, inference failures (with the first
     exception of each failing episode), malformed actions, ms per action and every episode. With ``out``, it is
-    written to ``closed_loop.json``; a summary of the failures is in ``record["overall"]``."""
+    written to ``closed_loop.json``; a summary of the failures is in ``record["overall"]``. ``policy_overrides``
+    change the checkpoint's inference settings (``Policy.INFERENCE_KEYS``) and are recorded."""
     from taclab.policies.base import resolve
 
-    pol = resolve(policy)  # fails early on a bad spec
+    pol = resolve(policy, overrides=policy_overrides)  # fails early on a bad spec or setting
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if workers is not None and workers < 1:
@@ -40,7 +42,7 @@ def evaluate_closed_loop(
     spec = str(policy)
     results = evaluate(
         spec, env_id, tasks, episodes, seed=seed, workers=workers, env_config=env_config, backend=backend,
-        progress=progress,
+        progress=progress, policy_overrides=policy_overrides,
     )  # fmt: skip
     rows = []
     for t, task in enumerate(tasks):
@@ -55,6 +57,7 @@ def evaluate_closed_loop(
         "name": name or pol.name,
         "policy": pol.name,
         "policy_path": spec if Path(spec).exists() else None,
+        "policy_overrides": dict(policy_overrides or {}),
         "env_id": env_id,
         "episodes_per_task": episodes,
         "seed": seed,

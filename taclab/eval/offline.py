@@ -68,10 +68,12 @@ def evaluate_offline(
     limit: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    policy_overrides: dict | None = None,
 ) -> dict:
     """Score a policy on a split with the metrics of the dataset's learning spec. With ``out``, writes
     ``offline_<split>.json`` (the record returned) and ``offline_<split>_predictions.npz`` (the actions, the
-    malformed flags and every non-image column)."""
+    malformed flags and every non-image column). ``policy_overrides`` change the checkpoint's inference settings
+    (``Policy.INFERENCE_KEYS``) and are recorded."""
     from taclab.data import read_meta
     from taclab.policies.base import resolve
 
@@ -81,7 +83,7 @@ def evaluate_offline(
     if split not in meta["splits"]:
         raise ValueError(f"{data} has no split {split!r}; splits: {sorted(meta['splits'])}")
     spec = data_spec(dataset_generator(meta, split))
-    pol = resolve(policy)
+    pol = resolve(policy, overrides=policy_overrides)
     columns = load_columns(Path(data), split, spec.columns(), limit, progress)
     actions, malformed, seconds = predict_columns(pol, columns, spec, batch_size, seed, progress)
     metrics = spec.score(columns, actions)
@@ -94,6 +96,7 @@ def evaluate_offline(
         "name": name or pol.name,
         "policy": pol.name,
         "policy_path": str(policy) if not isinstance(policy, Policy) else None,
+        "policy_overrides": dict(policy_overrides or {}),
         "dataset": str(data),
         "split": split,
         "samples": n,

@@ -178,10 +178,10 @@ def _episodes_worker(job: tuple) -> list[dict]:
     from taclab.envs.base import make
     from taclab.policies.base import resolve
 
-    policy_spec, env_id, env_config, task, seeds, packages = job
+    policy_spec, env_id, env_config, task, seeds, packages, overrides = job
     for p in packages:
         __import__(p)  # registers what paper packages add (policies, specs)
-    base = resolve(policy_spec)
+    base = resolve(policy_spec, overrides=overrides)
     env = make(env_id, **env_config)
     try:
         policy = copy.copy(base)
@@ -302,10 +302,12 @@ def evaluate(
     backend: str = "process",
     progress: bool = True,
     packages: tuple[str, ...] = ("taclab.papers",),
+    policy_overrides: dict | None = None,
 ) -> dict[int, list[EpisodeResult]]:
     """Closed-loop episodes of one policy on several tasks of ``env_id``; returns the results per task index.
 
-    ``policy_spec`` is a registered name, a checkpoint or run folder (or, for the vector backends, a Policy).
+    ``policy_spec`` is a registered name, a checkpoint or run folder (or, for the vector backends, a Policy);
+    ``policy_overrides`` change a checkpoint's inference settings (``Policy.INFERENCE_KEYS``).
     ``tasks`` are reset options of the env's ``TASK_KEYS``. ``packages`` are imported in worker processes so
     that what they register (policies of paper packages) is known there."""
     import multiprocessing as mp
@@ -335,7 +337,8 @@ def evaluate(
             for t, task in enumerate(tasks):
                 seeds = [episode_seed(seed, t, i) for i in range(episodes)]
                 for j in range(0, episodes, chunk):
-                    jobs.append((t, (str(policy_spec), env_id, env_config, task, seeds[j : j + chunk], packages)))
+                    job = (str(policy_spec), env_id, env_config, task, seeds[j : j + chunk], packages, policy_overrides)
+                    jobs.append((t, job))
             if workers <= 1:
                 results = (_episodes_worker(job) for _, job in jobs)
                 for (t, _), res in zip(jobs, results, strict=True):
@@ -350,7 +353,7 @@ def evaluate(
             import gymnasium as gym
             from gymnasium.vector import AutoresetMode
 
-            base = resolve(policy_spec)
+            base = resolve(policy_spec, overrides=policy_overrides)
             envs = gym.make_vec(
                 env_id, num_envs=workers, vectorization_mode=backend,
                 vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED}, **env_config,

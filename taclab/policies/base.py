@@ -44,6 +44,9 @@ class Policy(ABC):
 
     name: ClassVar[str] = ""
     privileged: ClassVar[bool] = False
+    INFERENCE_KEYS: ClassVar[tuple[str, ...]] = ()
+    """Config keys that only change how a trained policy acts (its sampler, its decoding), never its weights:
+    evaluation may override them when it loads a checkpoint (``taclab eval ... --policy-set KEY=VALUE``)."""
 
     action_low: np.ndarray | None = None
     action_high: np.ndarray | None = None
@@ -89,8 +92,21 @@ class Policy(ABC):
         return {"config": self.config()}
 
     @classmethod
-    def load(cls, directory: str | Path) -> Policy:
-        return cls(**read_meta(directory, cls.name)["config"])
+    def load(cls, directory: str | Path, overrides: dict[str, Any] | None = None) -> Policy:
+        return cls(**{**read_meta(directory, cls.name)["config"], **check_overrides(cls, overrides)})
+
+
+def check_overrides(cls: type[Policy], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """``overrides`` checked against the policy class's ``INFERENCE_KEYS`` (a key that would change what the
+    weights mean, or that the policy does not have, is refused, naming what is allowed)."""
+    overrides = dict(overrides or {})
+    bad = [k for k in overrides if k not in cls.INFERENCE_KEYS]
+    if bad:
+        allowed = ", ".join(cls.INFERENCE_KEYS) if cls.INFERENCE_KEYS else "none"
+        raise ValueError(
+            f"policy setting {bad[0]!r} cannot be changed at evaluation for a {cls.name!r} policy; allowed: {allowed}"
+        )
+    return overrides
 
 
 def read_meta(directory: str | Path, expected: str | None = None) -> dict[str, Any]:
@@ -121,9 +137,9 @@ def checkpoint_dir(directory: str | Path) -> Path:
     return directory
 
 
-def load_policy(directory: str | Path, device: str = "cpu") -> Policy:
+def load_policy(directory: str | Path, device: str = "cpu", overrides: dict[str, Any] | None = None) -> Policy:
     """Load any registered policy from its checkpoint folder (or from a training run folder holding
-    ``policy/``), on ``device``."""
+    ``policy/``), on ``device``; ``overrides`` replace inference settings of its config (``INFERENCE_KEYS``)."""
     from taclab import policies as _  # noqa: F401
 
     directory = checkpoint_dir(directory)
@@ -134,32 +150,42 @@ def load_policy(directory: str | Path, device: str = "cpu") -> Policy:
         importlib.import_module("taclab.papers")  # policies of paper packages register on import
     if meta["policy"] not in POLICIES:
         raise ValueError(f"{directory}: unknown policy {meta['policy']!r}; allowed: {sorted(POLICIES)}")
-    policy = POLICIES[meta["policy"]].load(directory)
+    cls = POLICIES[meta["policy"]]
+    policy = cls.load(directory, overrides=check_overrides(cls, overrides)) if overrides else cls.load(directory)
     if device != "cpu" and hasattr(policy, "to"):
         policy.to(device)
     return policy
 
 
-_RESOLVED: dict[tuple[str, str], Policy] = {}
+_RESOLVED: dict[tuple[str, str, str], Policy] = {}
 
 
-def resolve(spec: str | Path | Policy, device: str = "cpu", cache: bool = True) -> Policy:
+def resolve(
+    spec: str | Path | Policy, device: str = "cpu", cache: bool = True, overrides: dict[str, Any] | None = None
+) -> Policy:
     """A policy from a registered name, a checkpoint folder or a training run folder (or a Policy, returned as
-    it is). Checkpoints are loaded once per process and device: later calls return the same object, so callers
-    that need per-episode state of their own take ``copy.copy`` of it and call ``reset``."""
+    it is). Checkpoints are loaded once per process, device and ``overrides`` (inference settings, see
+    :func:`load_policy`): later calls return the same object, so callers that need per-episode state of their own
+    take ``copy.copy`` of it and call ``reset``."""
+    import json
+
     from taclab import policies as _  # noqa: F401
 
     if isinstance(spec, Policy):
+        if overrides:
+            raise ValueError("policy settings can be overridden only when a checkpoint is loaded, not on a Policy")
         return spec
     p = Path(spec)
     if p.exists():
-        key = (str(checkpoint_dir(p).resolve()), str(device))
+        key = (str(checkpoint_dir(p).resolve()), str(device), json.dumps(overrides or {}, sort_keys=True))
         if not cache:
-            return load_policy(p, device)
+            return load_policy(p, device, overrides)
         if key not in _RESOLVED:
-            _RESOLVED[key] = load_policy(p, device)
+            _RESOLVED[key] = load_policy(p, device, overrides)
         return _RESOLVED[key]
     if str(spec) in POLICIES:
+        if overrides:
+            raise ValueError(f"policy settings can be overridden only for checkpoints, not for {str(spec)!r}")
         return make_policy(str(spec))
     raise ValueError(
         f"policy {str(spec)!r} is neither a checkpoint folder, a training run folder nor a registered policy "

@@ -122,6 +122,7 @@ class _Denoiser(nn.Module):
 @register("dp")
 class DiffusionPolicy(LearnedPolicy):
     Config = DPConfig
+    INFERENCE_KEYS = ("scheduler", "inference_steps", "init_noise_scale")
 
     def build_model(self) -> nn.Module:
         from diffusers import DDIMScheduler, DDPMScheduler

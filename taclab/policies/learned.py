@@ -320,12 +320,14 @@ class LearnedPolicy(Policy):
         return meta, PolicyIO(**meta["io"])
 
     @classmethod
-    def load(cls, directory: str | Path) -> LearnedPolicy:
+    def load(cls, directory: str | Path, overrides: dict | None = None) -> LearnedPolicy:
         from safetensors.torch import load_file
+
+        from taclab.policies.base import check_overrides
 
         d = Path(directory)
         meta, io = cls.read_io(d)
-        config = dict(meta["config"])
+        config = {**meta["config"], **check_overrides(cls, overrides)}
         legacy = "tactile" in cls.Config.model_fields and "tactile" not in config
         if legacy:  # written before the tactile input representation: the raw composite, standardized per channel
             config["tactile"] = {"subtract": "none", "normalize": "channel"}

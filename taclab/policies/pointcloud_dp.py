@@ -245,6 +245,7 @@ class PointCloudDiffusionPolicy(LearnedPolicy):
     """See the module docstring."""
 
     Config = PointCloudDPConfig
+    INFERENCE_KEYS = ("n_action_steps",)
 
     def _init_state(self) -> None:
         super()._init_state()

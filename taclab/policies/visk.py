@@ -205,6 +205,7 @@ class VisuoSkinPolicy(LearnedPolicy):
     """ViSk: wrist image + skin tokens -> chunk of ``horizon`` actions, temporal ensemble at inference."""
 
     Config = VisuoSkinConfig
+    INFERENCE_KEYS = ("ensemble_m",)
 
     def _init_state(self) -> None:
         super()._init_state()

@@ -11,6 +11,7 @@ import torch
 from taclab.eval.closed_loop import evaluate_closed_loop
 from taclab.eval.offline import evaluate_offline
 from taclab.papers.tla.learning import ENV_ID, SPEC
+from taclab.papers.tla.model import expected_action
 from taclab.papers.tla.tiny import init_tiny
 from taclab.policies import load_policy, make_policy
 from taclab.train import load_run_config, train
@@ -70,6 +71,24 @@ def test_reloaded_in_a_fresh_process_gives_identical_beam_search_output(tla_run,
         exec(script, ns)
     here = json.loads(buf.getvalue())
     assert here == there and len(here["texts"]) == 3
+
+
+def test_evaluation_may_switch_the_decoding_of_a_checkpoint(tla_run, tiny_dataset):
+    from taclab.train.loop import load_columns
+
+    a = load_columns(tiny_dataset, "test", ["tactile", "shape"], 3, False)
+    beam = load_policy(tla_run)
+    expected = load_policy(tla_run, overrides={"decoding": "expected", "num_beams": 3})
+    assert (beam.tla.cfg.decoding, beam.tla.cfg.num_beams) == ("beam", 2)
+    assert (expected.tla.cfg.decoding, expected.tla.cfg.num_beams) == ("expected", 3)
+    texts, logp = expected.tla.generate_candidates(a["tactile"], list(a["shape"]))
+    parsed = [expected.tla.parse(t) for t in texts]
+    want, _ = expected_action(np.stack([p for p, _ in parsed]), ~np.stack([m for _, m in parsed]), logp)
+    np.testing.assert_allclose(expected.predict(a).actions, want)
+    with pytest.raises(ValueError, match="'lora_r' cannot be changed at evaluation for a 'tla' policy; allowed: dec"):
+        load_policy(tla_run, overrides={"lora_r": 4})
+    with pytest.raises(ValueError, match="num_beams >= 2"):
+        load_policy(tla_run, overrides={"decoding": "expected", "num_beams": 1})
 
 
 def test_garbage_answers_are_counted_and_episodes_go_on(tiny, tiny_dataset, tmp_path):

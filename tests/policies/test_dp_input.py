@@ -58,3 +58,27 @@ def test_stacked_layout_keeps_the_tile_size_by_default():
     """96 px is a composite size: a stacked input (tile-sized, 24 channels) is not resized unless asked."""
     assert make_policy("dp", layout="stacked").cfg.image_size is None
     assert make_policy("dp", layout="stacked", image_size=32).cfg.image_size == 32
+
+
+def test_evaluation_may_change_inference_settings_of_a_checkpoint_and_nothing_else(tmp_path):
+    """``load_policy(..., overrides)`` (``taclab eval ... --policy-set``): the sampler's settings change how the
+    loaded policy acts; a key that would change what the weights mean is refused, naming the allowed keys."""
+    import pytest
+
+    from taclab.policies.base import resolve
+
+    batch = _noise_batch(n=4)
+    p = make_policy("dp", io=_io())
+    p.fit_stats({"tactile": batch}, np.random.default_rng(0).uniform(-1, 1, (4, 3)))
+    d = p.save(tmp_path / "dp")
+    zero = load_policy(d, overrides={"init_noise_scale": 0.0})
+    assert zero.cfg.init_noise_scale == 0.0 and load_policy(d).cfg.init_noise_scale == 1.0
+    a0, a1 = (zero.predict({"tactile": batch}, seed=s).actions for s in (0, 1))
+    np.testing.assert_array_equal(a0, a1)  # deterministic from zero noise
+    b0, b1 = (load_policy(d).predict({"tactile": batch}, seed=s).actions for s in (0, 1))
+    assert not np.array_equal(b0, b1)  # the saved setting samples
+    with pytest.raises(ValueError, match=r"'hidden' cannot be changed .* allowed: scheduler, inference_steps"):
+        load_policy(d, overrides={"hidden": 64})
+    with pytest.raises(ValueError, match="overridden only for checkpoints"):
+        resolve("zero", overrides={"init_noise_scale": 0.0})
+    assert resolve(d, overrides={"init_noise_scale": 0.0}) is not resolve(d)  # cached per setting

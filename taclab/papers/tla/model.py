@@ -510,8 +510,9 @@ class TLAModel:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, base: str | None = None) -> TLAModel:
-        """Rebuild a model saved with :meth:`save`. ``base`` replaces the saved base model location (adapters)."""
+    def load(cls, directory: str | Path, base: str | None = None, overrides: dict | None = None) -> TLAModel:
+        """Rebuild a model saved with :meth:`save`. ``base`` replaces the saved base model location (adapters);
+        ``overrides`` replace config keys (the policy lets evaluation change only its inference settings)."""
         from taclab.utils import read_json_record
 
         d = Path(directory)
@@ -521,7 +522,7 @@ class TLAModel:
         config = checkpoint_config(record["config"])
         if base is not None:
             config["model"] = str(base)
-        cfg = TLAConfig(**config)
+        cfg = TLAConfig(**{**config, **(overrides or {})})
         self = cls.__new__(cls)
         if record["weights"] == "adapter":
             self._setup(cfg, weights=cfg.model, adapter=str(d), files=str(d))

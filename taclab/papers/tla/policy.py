@@ -27,6 +27,7 @@ class TLAPolicy(LearnedPolicy):
 
     Config = TLAConfig
     TASK_KEYS = ("shape",)
+    INFERENCE_KEYS = ("decoding", "num_beams", "max_new_tokens")
 
     def build_model(self) -> torch.nn.Module:
         self.tla = TLAModel(self.cfg)
@@ -67,10 +68,13 @@ class TLAPolicy(LearnedPolicy):
         return Policy.save(self, d)  # policy.json last
 
     @classmethod
-    def load(cls, directory: str | Path) -> TLAPolicy:
+    def load(cls, directory: str | Path, overrides: dict | None = None) -> TLAPolicy:
+        from taclab.policies.base import check_overrides
+
         d = Path(directory)
         _, io = cls.read_io(d)
-        tla = TLAModel.load(d)  # the model comes from the checkpoint, not from the config's base model
+        # the model comes from the checkpoint, not from the config's base model
+        tla = TLAModel.load(d, overrides=check_overrides(cls, overrides))
         self = cls.from_parts(tla.cfg, io, tla.model, {})
         self.tla = tla
         return self
