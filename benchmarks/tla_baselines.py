@@ -73,18 +73,31 @@ def train_run(out: Path, run, data: Path, name: str, timings: dict) -> None:
     timings[name] = {"train_s": s["train_time_s"], "samples_per_s": s["samples_per_s"], "params": s["parameters"]}
 
 
-def offline(ev: Path, spec, name: str, data: Path, splits: list[str]) -> None:
+def current(target: Path, overrides: dict | None) -> bool:
+    """Whether an evaluation record exists and was made with these inference settings (``policy_overrides``);
+    one made with others is evaluated again (and replaced), never reused."""
+    if not target.is_file():
+        return False
+    return json.loads(target.read_text()).get("policy_overrides", {}) == dict(overrides or {})
+
+
+def offline(ev: Path, spec, name: str, data: Path, splits: list[str], overrides: dict | None = None) -> None:
     for split in splits:
         target = ev / slug(name) / f"offline_{split}.json"
-        if not target.is_file():
-            evaluate_offline(spec, data, split, name=name, out=target.parent)
+        if not current(target, overrides):
+            evaluate_offline(spec, data, split, name=name, out=target.parent, policy_overrides=overrides)
 
 
-def closed(ev: Path, spec, name: str, episodes: int, workers: int, timings: dict) -> None:
+def closed(
+    ev: Path, spec, name: str, episodes: int, workers: int, timings: dict, overrides: dict | None = None
+) -> None:
     target = ev / slug(name) / "closed_loop.json"
-    if not target.is_file():
+    if not current(target, overrides):
         t = time.perf_counter()
-        evaluate_closed_loop(spec, ENV_ID, list(PAPER_TASKS), episodes, workers=workers, name=name, out=target.parent)
+        evaluate_closed_loop(
+            spec, ENV_ID, list(PAPER_TASKS), episodes, workers=workers, name=name, out=target.parent,
+            policy_overrides=overrides,
+        )  # fmt: skip
         rec = json.loads(target.read_text())
         rec["wall_s"] = round(time.perf_counter() - t, 1)
         target.write_text(json.dumps(rec, indent=2))
