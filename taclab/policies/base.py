@@ -157,7 +157,7 @@ def load_policy(directory: str | Path, device: str = "cpu", overrides: dict[str,
     return policy
 
 
-_RESOLVED: dict[tuple[str, str, str], Policy] = {}
+_RESOLVED: dict[tuple[str, tuple[int, int], str, str], Policy] = {}
 
 
 def resolve(
@@ -165,8 +165,8 @@ def resolve(
 ) -> Policy:
     """A policy from a registered name, a checkpoint folder or a training run folder (or a Policy, returned as
     it is). Checkpoints are loaded once per process, device and ``overrides`` (inference settings, see
-    :func:`load_policy`): later calls return the same object, so callers that need per-episode state of their own
-    take ``copy.copy`` of it and call ``reset``."""
+    :func:`load_policy`) until they are saved again: later calls return the same object, so callers that need
+    per-episode state of their own take ``copy.copy`` of it and call ``reset``."""
     import json
 
     from taclab import policies as _  # noqa: F401
@@ -177,10 +177,18 @@ def resolve(
         return spec
     p = Path(spec)
     if p.exists():
-        key = (str(checkpoint_dir(p).resolve()), str(device), json.dumps(overrides or {}, sort_keys=True))
+        # the checkpoint's identity includes its policy.json file (written last by every save, by replacing the old
+        # one: a new file): a folder saved again (an RL run's evaluation copy, say) is loaded again, never served
+        # from the cache
+        meta = checkpoint_dir(p) / "policy.json"
+        st = meta.stat() if meta.is_file() else None
+        stamp = (st.st_ino, st.st_mtime_ns) if st else (0, 0)
+        key = (str(checkpoint_dir(p).resolve()), stamp, str(device), json.dumps(overrides or {}, sort_keys=True))
         if not cache:
             return load_policy(p, device, overrides)
         if key not in _RESOLVED:
+            for old in [k for k in _RESOLVED if k[0] == key[0] and k[1] != stamp]:
+                del _RESOLVED[old]  # an earlier save of the same folder
             _RESOLVED[key] = load_policy(p, device, overrides)
         return _RESOLVED[key]
     if str(spec) in POLICIES:

@@ -82,3 +82,23 @@ def test_evaluation_may_change_inference_settings_of_a_checkpoint_and_nothing_el
     with pytest.raises(ValueError, match="overridden only for checkpoints"):
         resolve("zero", overrides={"init_noise_scale": 0.0})
     assert resolve(d, overrides={"init_noise_scale": 0.0}) is not resolve(d)  # cached per setting
+
+
+def test_a_checkpoint_saved_again_is_loaded_again_not_served_from_the_cache(tmp_path):
+    """An RL run evaluates its actor by saving it to the same folder at every evaluation: ``resolve`` must see
+    the new weights (it once returned the first save's policy for every later evaluation of the run)."""
+    from taclab.policies.base import resolve
+
+    batch = _noise_batch(n=4)
+    d = tmp_path / "dp"
+    first = make_policy("dp", io=_io(), init_noise_scale=0.0)
+    first.fit_stats({"tactile": batch}, np.random.default_rng(0).uniform(-1, 1, (4, 3)))
+    first.save(d)
+    a = resolve(d).predict({"tactile": batch}, seed=0).actions
+    assert resolve(d) is resolve(d)  # cached while unchanged
+    second = make_policy("dp", io=_io(), init_noise_scale=0.0, seed=1)  # other weights
+    second.fit_stats({"tactile": batch}, np.random.default_rng(0).uniform(-1, 1, (4, 3)))
+    second.save(d)
+    b = resolve(d).predict({"tactile": batch}, seed=0).actions
+    np.testing.assert_allclose(b, second.predict({"tactile": batch}, seed=0).actions)
+    assert not np.allclose(a, b)
