@@ -316,6 +316,25 @@ def compare(results: dict, better: str, worse: str, lst_better: str, lst_worse: 
     return f"{verdict}: {a}/{n} vs {b}/{m} (one-sided Fisher p = {p:.2g}; {per})"
 
 
+def keeps(results: dict, name: str, lst: str, reference: str, tasks: list[str]) -> str:
+    """The verdict on 'name on ``lst`` keeps the success of name on ``reference``': reproduced when the success is
+    not significantly lower (one-sided Fisher p of a loss at or above 0.05); with 20 episodes a side this rules
+    out only a large loss, which the line says."""
+    pairs = [(t, results.get((name, t, lst)), results.get((name, t, reference))) for t in tasks]
+    pairs = [(t, a, b) for t, a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        return "**not run**"
+    a = sum(x["success"] for _, x, _ in pairs)
+    n = sum(x["episodes"] for _, x, _ in pairs)
+    b = sum(y["success"] for _, _, y in pairs)
+    m = sum(y["episodes"] for _, _, y in pairs)
+    p = _fisher_greater(b, m, a, n)
+    per = "; ".join(f"{t}: {x['success']}/{x['episodes']} vs {y['success']}/{y['episodes']}" for t, x, y in pairs)
+    verdict = "**reproduced**" if p >= 0.05 else "**not reproduced**"
+    note = "a test that detects large losses only"
+    return f"{verdict}: {a}/{n} vs {b}/{m} (one-sided Fisher p of a loss = {p:.2g}, {note}; {per})"
+
+
 def _config_steps() -> int:
     import yaml
 
@@ -453,8 +472,9 @@ def write_report(results: dict, times: dict, args) -> None:
         + compare(results, "visual BC + RL", "BAKU", "paper", "paper", tasks),
         "- Semantic augmentation makes scene generalization work (VITAL-BC > ViSk, new scenes): "
         + compare(results, "VITAL-BC", "ViSk", "scene", "scene", tasks),
-        "- Localize-then-execute keeps success at new positions (VITAL with the keypoint locator > VITAL at new "
-        "positions without it): " + compare(results, "VITAL", "VITAL", "locate-keypoint", "spatial", tasks),
+        "- Localize-then-execute keeps success at new positions (VITAL after the keypoint locator not below VITAL "
+        "started near the target at new positions, the paper's table 2 protocol): "
+        + keeps(results, "VITAL", "locate-keypoint", "spatial", tasks),
         "",
         "## Cost",
         "",
