@@ -77,6 +77,8 @@ def _cases(tmp) -> dict[str, list[tuple[list[str], str]]]:
         "tla bench": [(["--model", "nosuch"], "nosuch")],
         "tla init-tiny": [([out, "--set", "hidden=64"], "hidden")],
         "tla merge": [([str(nodata), out], "not a TLA model checkpoint")],
+        "tla pretrain": [(["--data", str(nodata), "--out", out, "--set", "train.nope=1"], "train.nope")],
+        "tla align": [(["--data", str(nodata), "--out", out, "--set", "align.nope=1"], "nope")],
     }
 
 
