@@ -361,11 +361,39 @@ def _fit(step_fn, params, n: int, tc: StageTrainConfig, log: _Log) -> list[float
     return losses
 
 
-def _finish(tla: TLAModel, run: StageConfig, out: Path, data, losses: list[float], t_train: float, extra: dict):
-    from taclab.train.loop import learning_curve
+def learning_curve(out: Path, losses: list[float], title: str) -> Path | None:
+    """``learning_curve.png``: the loss of every step and its running mean, on a log scale."""
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from taclab.utils import save_png
+
+    if not losses:
+        return None
+    loss = np.asarray(losses, dtype=float)
+    steps = np.arange(1, len(loss) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(steps, loss, color="0.7", lw=0.6, label="train (per step)")
+    k = max(1, len(loss) // 30)
+    if len(loss) >= 2 * k > 1:
+        ax.plot(steps[k - 1 :], np.convolve(loss, np.ones(k) / k, mode="valid"), color="C0", label=f"mean of {k}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    p = save_png(out / "learning_curve.png", fig)
+    plt.close(fig)
+    return p
+
+
+def _finish(tla: TLAModel, run: StageConfig, out: Path, data, losses: list[float], t_train: float, extra: dict):
     tla.merge(out)  # the plain Qwen2-VL folder: weights, tokenizer, image processor
-    curve = learning_curve(out)
+    what = "masked-patch prediction" if run.stage == "pretrain" else "caption loss (tower frozen)"
+    curve = learning_curve(out, losses, f"{out.name}: stage {run.stage}, {what}")
     record = {
         "format": "taclab-tla-recipe-stage",
         "stage": run.stage,
