@@ -70,6 +70,20 @@ def test_captions_by_hand():
         caption((np.nan, 0.2, 0.3), 1.0)
 
 
+def test_caption_fields_read_a_caption_back():
+    from taclab.papers.tla.recipe import caption_fields
+
+    assert caption_fields(caption((0.8, -1.3, 1.2), 2.0)) == {
+        "x": "right",
+        "x_blocked": False,
+        "y": "back",
+        "y_blocked": True,
+        "rz": "ccw",
+    }
+    assert caption_fields("x 0.0; y 0.0; rz 0.0.")["rz"] == ""
+    assert caption_fields("[1, 2, 3]")["x"] is None
+
+
 def test_captions_are_short_for_the_tiny_tokenizer(tiny, tiny_dataset):
     from transformers import AutoTokenizer
 

@@ -616,6 +616,38 @@ def caption_loss(tla: TLAModel, images, texts, instruction: str = CAPTION_INSTRU
     return total / len(images)
 
 
+def describe(tla: TLAModel, images, instruction: str = CAPTION_INSTRUCTION, max_new_tokens: int = 64) -> list[str]:
+    """The model's captions of 8-bit images (greedy decoding)."""
+    import torch
+
+    batch = {k: v.to(tla.device) for k, v in caption_batch(tla, images, None, instruction).items()}
+    gen = tla.generation_config()
+    gen.num_beams, gen.max_new_tokens = 1, max_new_tokens
+    module = tla.model
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module.generate(**batch, generation_config=gen)
+    finally:
+        module.train(was_training)
+    new = out[:, batch["input_ids"].shape[1] :]
+    return tla.tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def caption_fields(text: str) -> dict[str, str | bool | None]:
+    """The side word of each axis (``None`` when the axis is missing or unreadable, ``""`` for a zero error) and
+    the blocked flags of x and y, read back from a caption."""
+    fields: dict[str, str | bool | None] = {}
+    parts = {p.strip().split(" ")[0]: p.strip() for p in text.strip().rstrip(".").split(";")}
+    for name in ("x", "y", "rz"):
+        words = parts.get(name, "").replace(",", " ").split()
+        fields[name] = None if len(words) < 2 else (words[2] if len(words) > 2 and words[2] != BLOCKED else "")
+        if name != "rz":
+            fields[f"{name}_blocked"] = BLOCKED in words
+    return fields
+
+
 def align(run: StageConfig, data: str | Path, out: str | Path, progress: bool = True) -> dict:
     """Stage 2: the captions of :func:`caption` as answers to :attr:`AlignConfig.instruction`, the vision tower
     frozen as the config says; writes the base-model folder."""
@@ -690,8 +722,10 @@ __all__ = [
     "StageTrainConfig",
     "align",
     "caption",
+    "caption_fields",
     "caption_loss",
     "captions",
+    "describe",
     "gate",
     "load_stage_config",
     "pretrain",
