@@ -107,6 +107,24 @@ def to_csv(table: dict) -> str:
     return buf.getvalue()
 
 
+def overrides_note(records: list[dict]) -> list[str]:
+    """Markdown lines naming the rows evaluated with changed inference settings (``policy_overrides``, from
+    ``--policy-set``); none when no record has any."""
+    changed: dict[tuple[str, str], list[str]] = {}
+    for r in records:
+        o = r.get("policy_overrides") or {}
+        if o:
+            what = ", ".join(f"{k}={v}" for k, v in sorted(o.items()))
+            changed.setdefault((str(r.get("name")), what), []).append(
+                "closed loop" if r["kind"] == "closed_loop" else f"offline {r.get('split')}"
+            )
+    if not changed:
+        return []
+    lines = ["Rows evaluated with inference settings other than the ones their checkpoint was trained with:", ""]
+    lines += [f"- {name} ({', '.join(sorted(kinds))}): {what}" for (name, what), kinds in sorted(changed.items())]
+    return [*lines, ""]
+
+
 def make_report(paths: list[str | Path], out: str | Path, report: str = "tla", title: str | None = None) -> Path:
     """Write report.md, table CSVs, report.json and the report's figures into ``out``; returns report.md's path."""
     if report not in REPORTS:
@@ -122,6 +140,7 @@ def make_report(paths: list[str | Path], out: str | Path, report: str = "tla", t
         )
     tables = spec.tables(records)
     md = [f"# {title or spec.title}", "", spec.intro, ""]
+    md += overrides_note(records)
     for key, t in tables.items():
         if not t["rows"]:
             continue

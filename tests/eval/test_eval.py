@@ -105,6 +105,12 @@ def test_offline_closed_loop_and_report(tiny_dataset, tmp_path):
     report = make_report([ev], tmp_path / "report")
     text = report.read_text()
     assert "Table I" in text and "| oracle | taclab | 100.0 |" in text and "*paper*" in text
+    assert "inference settings other than" not in text  # no record was evaluated with --policy-set
+    rec = json.loads((ev / "zero" / "closed_loop.json").read_text())
+    (ev / "zero" / "closed_loop.json").write_text(json.dumps({**rec, "policy_overrides": {"num_beams": 16}}))
+    text = make_report([ev], tmp_path / "report_o").read_text()
+    assert "- zero (closed loop): num_beams=16" in text
+    (ev / "zero" / "closed_loop.json").write_text(json.dumps(rec))
     for f in ("table1.csv", "table3.csv", "table4.csv", "report.json", "actions_oracle.png", "success_clearance.png"):
         assert (tmp_path / "report" / f).is_file(), f
     with pytest.raises(ValueError, match="not an evaluation record"):
