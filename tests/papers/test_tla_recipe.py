@@ -262,6 +262,11 @@ def test_stage_commands_refuse_bad_input(stages, tiny, tiny_dataset):
     )
     assert r.exit_code == 2 and "error: invalid stage config: unknown config key 'train.epoch'" in r.output
     assert not (stages / "x").exists()
+    r = _invoke(
+        ["align", "--config", "configs/tla_stage_align_tiny.yaml", "--out", str(stages / "x"), *common]
+        + ["--set", "train.split=validation"]
+    )
+    assert r.exit_code == 2 and "has no split 'validation'" in r.output and not (stages / "x").exists()
 
 
 def test_every_stage_config_key_is_documented():

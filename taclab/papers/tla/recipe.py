@@ -412,10 +412,15 @@ def _finish(tla: TLAModel, run: StageConfig, out: Path, data, losses: list[float
     return record
 
 
-def _setup(run: StageConfig, out: Path):
+def _setup(run: StageConfig, out: Path, data):
     import torch
 
+    from taclab.data import read_meta
+
     check_out(out)
+    meta = read_meta(data)  # nothing is written before the data are known to be a dataset with this split
+    if run.train.split not in meta["splits"]:
+        raise ValueError(f"{data} has no split {run.train.split!r}; splits: {sorted(meta['splits'])}")
     if run.train.threads:
         torch.set_num_threads(run.train.threads)
     torch.manual_seed(run.train.seed)
@@ -532,7 +537,7 @@ def pretrain(run: StageConfig, data: str | Path, out: str | Path, progress: bool
     import torch
 
     out = Path(out)
-    _setup(run, out)
+    _setup(run, out, data)
     tc = run.train
     log = None
     try:
@@ -653,7 +658,7 @@ def align(run: StageConfig, data: str | Path, out: str | Path, progress: bool = 
     frozen as the config says; writes the base-model folder."""
 
     out = Path(out)
-    _setup(run, out)
+    _setup(run, out, data)
     tc, ac = run.train, run.align
     log = None
     try:
