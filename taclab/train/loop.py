@@ -49,6 +49,15 @@ def _seed_of(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) % (2**32) for p in parts]).generate_state(1)[0])
 
 
+def holdout_indices(n: int, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` sorted sample indices of the run's validation hold-out: ``round(n * val_fraction)``
+    samples drawn by the run's seed. Pre-training stages that must not train on a later run's validation samples
+    draw them with this."""
+    perm = np.random.default_rng(_seed_of(seed, 1)).permutation(n)
+    n_val = int(round(n * val_fraction))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
 def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
     """Multiplier of the peak learning rate: linear warm-up over ``warmup`` steps, then cosine decay to
     ``min_ratio`` at ``total`` steps."""
@@ -339,10 +348,10 @@ class _Run:
         if self.spec.derive is not None:
             columns.update(self.spec.derive(columns))
         n = len(columns[self.spec.action])
-        perm = np.random.default_rng(_seed_of(tc.seed, 1)).permutation(n)
-        self.n_val = int(round(n * tc.val_fraction))
-        self.val = subset(columns, np.sort(perm[: self.n_val])) if self.n_val else None
-        self.train_cols = subset(columns, np.sort(perm[self.n_val :]))
+        train, val = holdout_indices(n, tc.seed, tc.val_fraction)
+        self.n_val = len(val)
+        self.val = subset(columns, val) if self.n_val else None
+        self.train_cols = subset(columns, train)
         self.n_train = n - self.n_val
         if self.n_train == 0:
             raise TrainingError(f"no training samples left after holding out {self.n_val} for validation")

@@ -234,14 +234,12 @@ def load_stage_config(path: str | Path | None, overrides: dict[str, Any] | None 
 
 
 def split_indices(n: int, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, validation)`` sample indices, the same as the shared loop's hold-out (:mod:`taclab.train.loop`)
+    """``(train, validation)`` sample indices: the shared loop's hold-out (:func:`taclab.train.loop.holdout_indices`)
     for the same seed and fraction, so that a stage never trains on the action stage's validation samples and
     fits the same tactile statistics."""
-    from taclab.train.loop import _seed_of
+    from taclab.train.loop import holdout_indices
 
-    perm = np.random.default_rng(_seed_of(seed, 1)).permutation(n)
-    n_val = int(round(n * val_fraction))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    return holdout_indices(n, seed, val_fraction)
 
 
 def load_split(data: str | Path, tc: StageTrainConfig, columns: list[str], progress: bool = True) -> dict:
