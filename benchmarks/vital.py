@@ -300,18 +300,28 @@ def _fisher_greater(a: int, n: int, b: int, m: int) -> float:
     return sum(math.comb(n, i) * math.comb(m, k - i) for i in range(a, min(n, k) + 1)) / denom
 
 
-def compare(results: dict, better: str, worse: str, lst_better: str, lst_worse: str, tasks: list[str]) -> str:
-    """The verdict on 'better beats worse' over the tasks where both were evaluated, with the numbers."""
-    pairs = [(t, results.get((better, t, lst_better)), results.get((worse, t, lst_worse))) for t in tasks]
-    pairs = [(t, a, b) for t, a, b in pairs if a is not None and b is not None]
+def _pooled(results: dict, left: tuple[str, str], right: tuple[str, str], tasks: list[str]):
+    """Successes and episodes of ``left`` and ``right`` (method, task list) summed over the tasks where both were
+    evaluated: ``(a, n, b, m, per-task text)``, or None when no task has both."""
+    pairs = [(t, results.get((left[0], t, left[1])), results.get((right[0], t, right[1]))) for t in tasks]
+    pairs = [(t, x, y) for t, x, y in pairs if x is not None and y is not None]
     if not pairs:
-        return "**not run**"
+        return None
     a = sum(x["success"] for _, x, _ in pairs)
     n = sum(x["episodes"] for _, x, _ in pairs)
     b = sum(y["success"] for _, _, y in pairs)
     m = sum(y["episodes"] for _, _, y in pairs)
-    p = _fisher_greater(a, n, b, m)
     per = "; ".join(f"{t}: {x['success']}/{x['episodes']} vs {y['success']}/{y['episodes']}" for t, x, y in pairs)
+    return a, n, b, m, per
+
+
+def compare(results: dict, better: str, worse: str, lst_better: str, lst_worse: str, tasks: list[str]) -> str:
+    """The verdict on 'better beats worse' over the tasks where both were evaluated, with the numbers."""
+    pooled = _pooled(results, (better, lst_better), (worse, lst_worse), tasks)
+    if pooled is None:
+        return "**not run**"
+    a, n, b, m, per = pooled
+    p = _fisher_greater(a, n, b, m)
     verdict = "**reproduced**" if a / n > b / m and p < 0.05 else "**not reproduced**"
     return f"{verdict}: {a}/{n} vs {b}/{m} (one-sided Fisher p = {p:.2g}; {per})"
 
@@ -320,16 +330,11 @@ def keeps(results: dict, name: str, lst: str, reference: str, tasks: list[str]) 
     """The verdict on 'name on ``lst`` keeps the success of name on ``reference``': reproduced when the success is
     not significantly lower (one-sided Fisher p of a loss at or above 0.05); with 20 episodes a side this rules
     out only a large loss, which the line says."""
-    pairs = [(t, results.get((name, t, lst)), results.get((name, t, reference))) for t in tasks]
-    pairs = [(t, a, b) for t, a, b in pairs if a is not None and b is not None]
-    if not pairs:
+    pooled = _pooled(results, (name, lst), (name, reference), tasks)
+    if pooled is None:
         return "**not run**"
-    a = sum(x["success"] for _, x, _ in pairs)
-    n = sum(x["episodes"] for _, x, _ in pairs)
-    b = sum(y["success"] for _, _, y in pairs)
-    m = sum(y["episodes"] for _, _, y in pairs)
+    a, n, b, m, per = pooled
     p = _fisher_greater(b, m, a, n)
-    per = "; ".join(f"{t}: {x['success']}/{x['episodes']} vs {y['success']}/{y['episodes']}" for t, x, y in pairs)
     verdict = "**reproduced**" if p >= 0.05 else "**not reproduced**"
     note = "a test that detects large losses only"
     return f"{verdict}: {a}/{n} vs {b}/{m} (one-sided Fisher p of a loss = {p:.2g}, {note}; {per})"
