@@ -53,12 +53,38 @@ class RunConfig(BaseModel):
     model: dict[str, Any] = {}
 
 
-def _set_dotted(cfg: dict, key: str, value: Any) -> None:
+def set_dotted(
+    cfg: dict, key: str, value: Any, sections: tuple[str, ...] = ("train", "model"), top_level: tuple[str, ...] = ()
+) -> None:
+    """Apply one ``--set`` item to a config mapping: ``section.key`` for one of ``sections``, or one of the
+    ``top_level`` keys; anything else is refused, naming what is allowed."""
+    if key in top_level:
+        cfg[key] = value
+        return
     parts = key.split(".")
-    if len(parts) != 2 or parts[0] not in ("train", "model"):
-        raise ValueError(f"--set key {key!r} must be train.<key> or model.<key>")
-    cfg.setdefault(parts[0], {})
-    cfg[parts[0]][parts[1]] = value
+    if len(parts) != 2 or parts[0] not in sections:
+        allowed = " or ".join([*top_level, *(f"{s}.<key>" for s in sections)])
+        raise ValueError(f"--set key {key!r} must be {allowed}")
+    section = cfg.setdefault(parts[0], {})
+    if not isinstance(section, dict):
+        raise ValueError(f"{parts[0]} must be a mapping")
+    section[parts[1]] = value
+
+
+def read_config_file(path: str | Path | None, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The mapping a YAML config file holds (``{}`` without a path); a missing file or one that does not hold a
+    mapping is refused, the error naming the expected ``sections``."""
+    import yaml
+
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {p} not found")
+    cfg = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{p} must hold a mapping with {'/'.join(sections)} keys")
+    return cfg
 
 
 def load_run_config(
@@ -66,26 +92,17 @@ def load_run_config(
 ) -> RunConfig:
     """Read a YAML run config, apply ``policy`` and dotted overrides, and validate everything, including the
     policy's own model config, with errors that name the bad key."""
-    import yaml
-
     from taclab.policies.base import POLICIES
     from taclab.policies.learned import LearnedPolicy
 
-    cfg: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {p} not found")
-        cfg = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(cfg, dict):
-            raise ValueError(f"{p} must hold a mapping with policy/train/model keys")
-        unknown = sorted(set(cfg) - {"policy", "train", "model"})
-        if unknown:
-            raise ValueError(f"{p}: unknown top-level key(s) {unknown}; allowed: ['model', 'policy', 'train']")
+    cfg = read_config_file(path, ("policy", "train", "model"))
+    unknown = sorted(set(cfg) - {"policy", "train", "model"})
+    if unknown:
+        raise ValueError(f"{Path(path)}: unknown top-level key(s) {unknown}; allowed: ['model', 'policy', 'train']")
     if policy is not None:
         cfg["policy"] = policy
     for k, v in (overrides or {}).items():
-        _set_dotted(cfg, k, v)
+        set_dotted(cfg, k, v)
     if "policy" not in cfg:
         raise ValueError("no policy given: pass --policy NAME or set policy: in the config file")
     import taclab.policies  # noqa: F401 - registers the built-in policies

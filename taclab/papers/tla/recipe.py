@@ -168,20 +168,6 @@ class StageConfig(BaseModel):
         return v
 
 
-def _set_dotted(cfg: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    sections = ("train", "model", "pretrain", "align")
-    if parts[0] == "stage" and len(parts) == 1:
-        cfg["stage"] = value
-        return
-    if len(parts) != 2 or parts[0] not in sections:
-        raise ValueError(f"--set key {key!r} must be stage or <section>.<key> with section one of {list(sections)}")
-    cfg.setdefault(parts[0], {})
-    if not isinstance(cfg[parts[0]], dict):
-        raise ValueError(f"{parts[0]} must be a mapping")
-    cfg[parts[0]][parts[1]] = value
-
-
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """``--set`` items parsed into a tree, back to dotted keys of depth 2 (model values may be mappings)."""
     out = {}
@@ -198,20 +184,11 @@ def load_stage_config(path: str | Path | None, overrides: dict[str, Any] | None 
     """Read a stage config (YAML with ``stage``, ``train``, ``model``, ``pretrain``, ``align``), apply dotted
     overrides and validate everything, the ``model`` section as a :class:`TLAConfig`; errors name the bad key.
     ``stage`` is the stage the command runs: a config of the other stage is refused."""
-    import yaml
+    from taclab.train.config import _explain, read_config_file, set_dotted
 
-    from taclab.train.config import _explain
-
-    cfg: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {p} not found")
-        cfg = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(cfg, dict):
-            raise ValueError(f"{p} must hold a mapping with stage/train/model keys")
+    cfg = read_config_file(path, ("stage", "train", "model"))
     for k, v in _flatten(overrides or {}).items():
-        _set_dotted(cfg, k, v)
+        set_dotted(cfg, k, v, sections=("train", "model", "pretrain", "align"), top_level=("stage",))
     if stage is not None:
         cfg.setdefault("stage", stage)
         if cfg["stage"] != stage:
