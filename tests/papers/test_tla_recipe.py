@@ -32,12 +32,7 @@ N = 32
 SHUFFLE = np.roll(np.arange(N), 1)  # every sample gets its neighbour's images
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ K = np.array([[100.0, 0, 40], [0, 90.0, 30], [0, 0, 1]])
 QUERY = "the USB port"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
