@@ -177,15 +177,16 @@ def resolve(
         return spec
     p = Path(spec)
     if p.exists():
+        if not cache:
+            return load_policy(p, device, overrides)
         # the checkpoint's identity includes its policy.json file (written last by every save, by replacing the old
         # one: a new file): a folder saved again (an RL run's evaluation copy, say) is loaded again, never served
         # from the cache
-        meta = checkpoint_dir(p) / "policy.json"
+        folder = checkpoint_dir(p)
+        meta = folder / "policy.json"
         st = meta.stat() if meta.is_file() else None
         stamp = (st.st_ino, st.st_mtime_ns) if st else (0, 0)
-        key = (str(checkpoint_dir(p).resolve()), stamp, str(device), json.dumps(overrides or {}, sort_keys=True))
-        if not cache:
-            return load_policy(p, device, overrides)
+        key = (str(folder.resolve()), stamp, str(device), json.dumps(overrides or {}, sort_keys=True))
         if key not in _RESOLVED:
             for old in [k for k in _RESOLVED if k[0] == key[0] and k[1] != stamp]:
                 del _RESOLVED[old]  # an earlier save of the same folder
