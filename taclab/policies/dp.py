@@ -8,7 +8,8 @@ depends on the observation (measured in docs/tla_recipe.md: the sign of y at cha
 ``sample``). The composite is read at 96 px by default, half the TLA data's 192 px: at full size the encoder
 did not learn the sign of y within 3 epochs on the full single-peg data (52 %), at 96 px it reads it at 94.7 %
 (docs/tla_recipe.md). At inference, diffusers' DDIM (or DDPM) scheduler denoises from Gaussian noise (scaled by
-``init_noise_scale``) in ``inference_steps`` steps. Sampling draws from the policy's own
+``init_noise_scale``) in ``inference_steps`` steps; with ``num_samples`` > 1 it returns the mean of that many
+draws per observation. Sampling draws from the policy's own
 ``torch.Generator``, re-seeded by ``reset``, so a policy gives the same actions for the same observations.
 """
 
@@ -56,6 +57,14 @@ class DPConfig(EncoderConfig):
         le=1.0,
         description="scale of the Gaussian noise sampling starts from: 1 samples the learned action distribution; "
         "0 starts from its centre and, with the deterministic DDIM sampler, gives one action per observation",
+    )
+    num_samples: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="actions drawn per observation, their mean returned: 1 returns one sample of the learned "
+        "distribution (the Diffusion Policy paper's); more estimate its mean, so an axis the policy is unsure of "
+        "moves little, as a regression's would (docs/tla_recipe.md)",
     )
     seed: int = Field(0, description="seed of the weight initialization and of the sampling generator")
 
@@ -122,7 +131,7 @@ class _Denoiser(nn.Module):
 @register("dp")
 class DiffusionPolicy(LearnedPolicy):
     Config = DPConfig
-    INFERENCE_KEYS = ("scheduler", "inference_steps", "init_noise_scale")
+    INFERENCE_KEYS = ("scheduler", "inference_steps", "init_noise_scale", "num_samples")
 
     def build_model(self) -> nn.Module:
         from diffusers import DDIMScheduler, DDPMScheduler
@@ -152,11 +161,15 @@ class DiffusionPolicy(LearnedPolicy):
 
     def predict_batch(self, inputs, generator=None) -> Prediction:
         feature = self.model.encoder(inputs["images"])
+        n, k = len(feature), self.cfg.num_samples
+        # k draws per observation in one batch: sample j of observation i is row j * n + i
+        feature = feature.repeat(k, 1)
         x = torch.randn((len(feature), self.io.action_dim), generator=generator).to(feature.device)
         x = x * self.cfg.init_noise_scale
         self.sampler.set_timesteps(self.cfg.inference_steps)
         for t in self.sampler.timesteps:
             out = self.model.denoise(x, t.to(x.device).expand(len(x)), feature)
             x = self.sampler.step(out, t, x, generator=generator).prev_sample
-        a = self._unscale(x.clamp(-1, 1)).double().cpu().numpy()
+        x = x.clamp(-1, 1).reshape(k, n, -1).mean(0)
+        a = self._unscale(x).double().cpu().numpy()
         return Prediction(a, np.zeros(len(a), dtype=bool))

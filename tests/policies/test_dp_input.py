@@ -102,3 +102,19 @@ def test_a_checkpoint_saved_again_is_loaded_again_not_served_from_the_cache(tmp_
     b = resolve(d).predict({"tactile": batch}, seed=0).actions
     np.testing.assert_allclose(b, second.predict({"tactile": batch}, seed=0).actions)
     assert not np.allclose(a, b)
+
+
+def test_num_samples_returns_the_mean_of_that_many_draws_per_observation():
+    """Draw j of observation i is row j * n + i of one batch: the mean over draws equals the mean of the
+    single-draw policy's actions on the batch repeated num_samples times (the same noise, in the same order)."""
+    batch = _noise_batch(n=3)
+    acts = np.random.default_rng(0).uniform(-1, 1, (3, 3))
+    one = make_policy("dp", io=_io())
+    one.fit_stats({"tactile": batch}, acts)
+    four = make_policy("dp", io=_io(), num_samples=4)
+    four.fit_stats({"tactile": batch}, acts)
+    repeated = one.predict({"tactile": np.concatenate([batch] * 4)}, seed=5).actions.reshape(4, 3, 3)
+    mean = four.predict({"tactile": batch}, seed=5).actions
+    np.testing.assert_allclose(mean, repeated.mean(0), atol=1e-5)
+    assert not np.allclose(repeated[0], repeated[1])  # the draws differ: the mean is not one of them
+    assert mean.shape == (3, 3)
