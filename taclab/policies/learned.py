@@ -121,6 +121,11 @@ class LearnedPolicy(Policy):
         self.model, self.stats = model, stats
         return self
 
+    def training_keys(self) -> tuple[str, ...]:
+        """Privileged columns of the training data that ``prepare`` passes to ``loss`` (e.g. the pose error a
+        reasoning target is written from); never read at inference. None by default."""
+        return ()
+
     def _init_state(self) -> None:
         """What a policy holds besides its config and model: statistics, task, flags, device."""
         self.stats: dict[str, torch.Tensor] | None = None

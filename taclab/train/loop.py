@@ -254,9 +254,12 @@ def subset(columns: dict[str, np.ndarray], idx) -> dict[str, np.ndarray]:
     return {k: v[idx] for k, v in columns.items()}
 
 
-def policy_batch(columns: dict[str, np.ndarray], spec: DataSpec, idx=slice(None)) -> dict[str, np.ndarray]:
-    """What a policy reads of some rows: the observation columns and the task keys."""
-    return {k: columns[k][idx] for k in (*spec.observations, *spec.task_keys)}
+def policy_batch(
+    columns: dict[str, np.ndarray], spec: DataSpec, idx=slice(None), privileged: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """What a policy reads of some rows: the observation columns and the task keys, and for training the
+    ``privileged`` columns its loss reads (:meth:`LearnedPolicy.training_keys`)."""
+    return {k: columns[k][idx] for k in dict.fromkeys((*spec.observations, *spec.task_keys, *privileged))}
 
 
 def validate(policy, val: dict[str, np.ndarray], spec: DataSpec, seed: int, max_samples: int) -> dict[str, Any]:
@@ -271,8 +274,9 @@ def validate(policy, val: dict[str, np.ndarray], spec: DataSpec, seed: int, max_
         for i in range(0, n, 256):
             sl = slice(i, min(n, i + 256))
             batch = policy_batch(v, spec, sl)
+            train_batch = policy_batch(v, spec, sl, policy.training_keys())
             y = torch.as_tensor(v[spec.target_column][sl], dtype=torch.float32, device=policy.device)
-            losses.append(float(policy.loss(policy.prepare(batch), y, g)) * (sl.stop - sl.start))
+            losses.append(float(policy.loss(policy.prepare(train_batch), y, g)) * (sl.stop - sl.start))
             pred = policy.predict(batch, seed=seed)
             actions.append(pred.actions)
             malformed.append(pred.malformed)
@@ -363,7 +367,15 @@ class _Run:
         tc, acc = self.tc, self.accelerator
         io = policy_io(self.policy_cls, self.spec, self.train_cols)
         self.policy = make_policy(self.run.policy, config=self.run.model, io=io)
-        self.policy.fit_stats(policy_batch(self.train_cols, self.spec), self.train_cols[self.spec.target_column])
+        self.privileged = self.policy.training_keys()
+        missing = [k for k in self.privileged if k not in self.train_cols]
+        if missing:
+            raise TrainingError(
+                f"the {self.run.policy} policy's loss reads the column(s) {missing}, which this dataset does not "
+                f"provide; it has {sorted(self.train_cols)}"
+            )
+        batch = policy_batch(self.train_cols, self.spec, privileged=self.privileged)
+        self.policy.fit_stats(batch, self.train_cols[self.spec.target_column])
         self.policy.to(acc.device)
         self.steps_per_epoch = max(1, self.n_train // tc.batch_size)
         self.total = self.steps_per_epoch * tc.epochs
@@ -440,7 +452,7 @@ class _Run:
         s = _seed_of(tc.seed, 3, step, rank)
         torch.manual_seed(s)
         gen = torch.Generator().manual_seed(s)
-        inputs = self.policy.prepare(policy_batch(self.train_cols, self.spec, idx))
+        inputs = self.policy.prepare(policy_batch(self.train_cols, self.spec, idx, self.privileged))
         y = torch.as_tensor(self.train_cols[self.spec.target_column][idx], dtype=torch.float32, device=acc.device)
         with acc.autocast():
             loss = self.policy.loss(inputs, y, gen)

@@ -73,6 +73,15 @@ class TLAConfig(BaseModel):
         "regression's would; needs num_beams >= 2)",
     )
     max_new_tokens: int = Field(16, ge=1, le=512, description="longest answer in tokens, the end token included")
+    reason: Literal["none", "sides", "caption"] = Field(
+        "none",
+        description="reason, then act: the answer first states in words what touch shows, then the action (e.g. "
+        "'x right; y back, blocked; rz ccw. [-9, 4, 13]'); none (the paper's: the action alone), sides (the side "
+        "of each axis's error and whether the peg is blocked on it) or caption (the same with the error's "
+        "magnitudes, the recipe's alignment captions). The words are written from the simulator's pose error, so "
+        "training needs the dataset's error and clearance_mm columns; max_new_tokens must cover the longer "
+        "answer (about 40 tokens for sides, 60 for caption with the tiny tokenizer; checked at training)",
+    )
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="weight dtype the model is loaded in")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     fallback: Literal["zero"] = Field("zero", description="action for malformed answers: zero (no correction)")
@@ -346,11 +355,12 @@ class TLAModel:
         raw = self.cfg.tactile.is_raw
         self.tactile_stats = None if raw else fit_tactile_stats(tactile, self.cfg.tactile, max_samples)
 
-    def batch(self, tactile, shapes, actions=None) -> dict:
+    def batch(self, tactile, shapes, actions=None, reasons=None) -> dict:
         """Model inputs for tactile sequences ``(B, 4, 2, H, W, 3)`` and peg shapes (a list, or one name for all).
 
         With ``actions`` ``(B, 3)`` (dx_mm, dy_mm, drz_deg) the batch has ``labels`` for :meth:`loss`; without,
-        it is a left-padded prompt batch for generation.
+        it is a left-padded prompt batch for generation. With ``reason`` set, training needs ``reasons`` (one
+        text per sample, :meth:`reasons`), which the answer states before the action.
         """
         t = np.asarray(tactile)
         if t.ndim == 5:
@@ -374,7 +384,24 @@ class TLAModel:
             if len(a) != len(t):
                 raise ValueError(f"got {len(t)} tactile sequences but {len(a)} actions")
             answers = [self.codec.encode(x) for x in a]
+            if self.cfg.reason != "none":
+                if reasons is None or len(reasons) != len(a):
+                    got = "none" if reasons is None else len(reasons)
+                    raise ValueError(f"reason: {self.cfg.reason} needs one reason text per action, got {got}")
+                answers = [f"{r} {x}" for r, x in zip(reasons, answers, strict=True)]
         return build_batch(self.tokenizer, self.image_processor, images, instructions, answers)
+
+    def reasons(self, errors, clearances) -> list[str] | None:
+        """The reason texts of ``reason`` for pose errors ``(N, 3)`` and clearances (None with ``reason: none``)."""
+        from taclab.papers.tla.captions import captions
+
+        if self.cfg.reason == "none":
+            return None
+        return captions(errors, clearances, magnitudes=self.cfg.reason == "caption")
+
+    def answer_tokens(self, answers: list[str]) -> int:
+        """The token count of the longest answer text, its end token included."""
+        return max(len(self.tokenizer(t + "<|im_end|>", add_special_tokens=False)["input_ids"]) for t in answers)
 
     def _on_device(self, batch: dict) -> dict:
         device = self.device
@@ -443,6 +470,8 @@ class TLAModel:
         actions = np.zeros((len(texts), 3), dtype=np.float64)  # the "zero" fallback
         malformed = np.zeros(len(texts), dtype=bool)
         for i, text in enumerate(texts):
+            if self.cfg.reason != "none":  # the action follows the reason: the text from its last "["
+                text = text[text.rfind("[") :] if "[" in text else text
             result = self.codec.decode(text)
             if result.ok:
                 actions[i] = result.action

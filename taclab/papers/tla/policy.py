@@ -40,20 +40,40 @@ class TLAPolicy(LearnedPolicy):
     def config(self) -> dict:
         return self.tla._config_record()  # the base model's location made absolute
 
+    REASON_KEYS = ("error", "clearance_mm")
+    """The dataset columns the reason texts of ``reason`` are written from (the simulator's pose error)."""
+
+    def training_keys(self) -> tuple[str, ...]:
+        return () if self.cfg.reason == "none" else self.REASON_KEYS
+
     def fit_stats(self, batch, actions, max_images: int = 512) -> None:
         """The statistics of the tactile input representation (none for the raw images), saved with the model;
-        the target is the action's text, so actions need none."""
+        the target is the action's text, so actions need none. With ``reason``, refuses a ``max_new_tokens``
+        shorter than the longest answer of the training data (such an answer could never be written)."""
         self.check_batch(batch)
         self.stats = {}
         self.tla.fit_tactile_stats(np.asarray(batch[self.io.image_sequence_key()]), max_images)
+        if self.cfg.reason != "none":
+            reasons = self.tla.reasons(batch["error"], batch["clearance_mm"])
+            answers = [f"{r} {self.tla.codec.encode(a)}" for r, a in zip(reasons, np.asarray(actions), strict=True)]
+            longest = self.tla.answer_tokens(answers)
+            if longest > self.cfg.max_new_tokens:
+                raise ValueError(
+                    f"with reason: {self.cfg.reason} the longest answer has {longest} tokens, more than "
+                    f"max_new_tokens {self.cfg.max_new_tokens}; set model.max_new_tokens to at least {longest}"
+                )
 
     def prepare(self, batch) -> dict:
         self.check_batch(batch)
-        return {"tactile": np.asarray(batch[self.io.image_sequence_key()]), "shapes": [str(s) for s in batch["shape"]]}
+        tactile = np.asarray(batch[self.io.image_sequence_key()])
+        inputs = {"tactile": tactile, "shapes": [str(s) for s in batch["shape"]]}
+        if self.cfg.reason != "none" and all(k in batch for k in self.REASON_KEYS):  # training only
+            inputs["reasons"] = self.tla.reasons(batch["error"], batch["clearance_mm"])
+        return inputs
 
     def loss(self, inputs, actions, generator):
         a = actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
-        batch = self.tla.batch(inputs["tactile"], inputs["shapes"], a)
+        batch = self.tla.batch(inputs["tactile"], inputs["shapes"], a, inputs.get("reasons"))
         batch = {k: v.to(self.device) for k, v in batch.items()}
         return self.model(**batch, use_cache=False).loss  # through self.model: the accelerate-wrapped module
 
