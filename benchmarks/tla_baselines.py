@@ -3,7 +3,8 @@
 The whole pipeline: generate the single-peg (SP) and multi-peg (MP) datasets of configs/tla_*.yaml, train BC and
 DP on each (20 epochs on SP, 10 on MP, as the paper trains its models), score them offline on the test splits,
 run them in closed loop on the tasks of tables III and IV (50 episodes per task), with the oracle and the
-zero-action policy as the upper and lower bounds and the random policy beside them, and write the report.
+zero-action policy as the upper and lower bounds and the random policy beside them, and write the report. DP is
+evaluated with the mean of 16 draws per observation (`INFERENCE`; `num_samples`, docs/training.md).
 
     python benchmarks/tla_baselines.py [--root runs/tla_baselines] [--data-root DIR] [--episodes 50] [--quick]
                                        [--only NAME ...] [--threads N] [--epochs N]
@@ -43,6 +44,9 @@ RUNS = {  # name: (policy, dataset, epochs)
     "BC (MP)": ("bc", "mp", 10),
     "DP (MP)": ("dp", "mp", 10),
 }
+INFERENCE = {"DP (SP)": {"num_samples": 16}, "DP (MP)": {"num_samples": 16}}
+"""Inference settings the runs are evaluated with: DP's action is the mean of 16 draws (docs/tla_recipe.md,
+section 2: one draw samples the sign of an axis it is unsure of, rz, at random)."""
 SPLITS = {"sp": ["test"], "mp": ["test_id", "test_ood"]}
 BASELINES = ("oracle", "zero", "random")
 
@@ -167,8 +171,8 @@ def main() -> None:
         run = load_run_config(policy=policy, overrides=sets)
         train_run(root / slug(name), run, data[key], name, timings)
     for name, (_, key, _) in runs.items():
-        offline(ev, root / slug(name), name, data[key], SPLITS[key])
-        closed(ev, root / slug(name), name, args.episodes, args.workers, timings)
+        offline(ev, root / slug(name), name, data[key], SPLITS[key], INFERENCE.get(name))
+        closed(ev, root / slug(name), name, args.episodes, args.workers, timings, INFERENCE.get(name))
     for b in BASELINES:
         if b != "random":
             offline(ev, b, b, data["sp"], SPLITS["sp"])
