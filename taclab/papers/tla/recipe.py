@@ -532,11 +532,6 @@ def caption_batch(tla: TLAModel, images: np.ndarray, texts: list[str] | None, in
     return build_batch(tla.tokenizer, tla.image_processor, list(images), [instruction] * len(images), texts)
 
 
-def caption_tokens(tla: TLAModel, texts: list[str]) -> int:
-    """The token count of the longest caption, its end token included."""
-    return max(len(tla.tokenizer(t + "<|im_end|>", add_special_tokens=False)["input_ids"]) for t in texts)
-
-
 def caption_loss(tla: TLAModel, images, texts, instruction: str = CAPTION_INSTRUCTION, batch: int = 16) -> float:
     """Mean caption loss over samples (batches of ``batch``), without gradients."""
     import torch
@@ -582,7 +577,7 @@ def align(run: StageConfig, data: str | Path, out: str | Path, progress: bool = 
         tla.fit_tactile_stats(cols["tactile"])
         images = stage_images(tla, cols.pop("tactile"))
         texts = captions(cols["error"], cols["clearance_mm"])
-        longest = caption_tokens(tla, texts)
+        longest = tla.answer_tokens(texts)
         if longest > ac.max_caption_tokens:
             raise ValueError(
                 f"the longest caption has {longest} tokens, more than align.max_caption_tokens {ac.max_caption_tokens}"
