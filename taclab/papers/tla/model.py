@@ -383,12 +383,7 @@ class TLAModel:
             a = np.asarray(actions, dtype=float).reshape(-1, 3) if np.size(actions) else np.zeros((0, 3))
             if len(a) != len(t):
                 raise ValueError(f"got {len(t)} tactile sequences but {len(a)} actions")
-            answers = [self.codec.encode(x) for x in a]
-            if self.cfg.reason != "none":
-                if reasons is None or len(reasons) != len(a):
-                    got = "none" if reasons is None else len(reasons)
-                    raise ValueError(f"reason: {self.cfg.reason} needs one reason text per action, got {got}")
-                answers = [f"{r} {x}" for r, x in zip(reasons, answers, strict=True)]
+            answers = self.answer_texts(a, reasons)
         return build_batch(self.tokenizer, self.image_processor, images, instructions, answers)
 
     def reasons(self, errors, clearances) -> list[str] | None:
@@ -398,6 +393,17 @@ class TLAModel:
         if self.cfg.reason == "none":
             return None
         return captions(errors, clearances, magnitudes=self.cfg.reason == "caption")
+
+    def answer_texts(self, actions, reasons=None) -> list[str]:
+        """The answers the model is trained to write for actions ``(N, 3)``: the action as text, after its reason
+        text with ``reason`` set (one per action, :meth:`reasons`)."""
+        answers = [self.codec.encode(x) for x in actions]
+        if self.cfg.reason == "none":
+            return answers
+        if reasons is None or len(reasons) != len(answers):
+            got = "none" if reasons is None else len(reasons)
+            raise ValueError(f"reason: {self.cfg.reason} needs one reason text per action, got {got}")
+        return [f"{r} {x}" for r, x in zip(reasons, answers, strict=True)]
 
     def answer_tokens(self, answers: list[str]) -> int:
         """The token count of the longest answer text, its end token included."""

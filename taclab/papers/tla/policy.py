@@ -55,8 +55,7 @@ class TLAPolicy(LearnedPolicy):
         self.tla.fit_tactile_stats(np.asarray(batch[self.io.image_sequence_key()]), max_images)
         if self.cfg.reason != "none":
             reasons = self.tla.reasons(batch["error"], batch["clearance_mm"])
-            answers = [f"{r} {self.tla.codec.encode(a)}" for r, a in zip(reasons, np.asarray(actions), strict=True)]
-            longest = self.tla.answer_tokens(answers)
+            longest = self.tla.answer_tokens(self.tla.answer_texts(np.asarray(actions), reasons))
             if longest > self.cfg.max_new_tokens:
                 raise ValueError(
                     f"with reason: {self.cfg.reason} the longest answer has {longest} tokens, more than "
