@@ -21,7 +21,6 @@ from taclab.papers.tla.recipe import (
     gate,
     load_stage_config,
     masked_batch,
-    split_indices,
     stage_images,
 )
 from taclab.papers.tla.tiny import init_tiny
@@ -109,9 +108,9 @@ def test_stage_configs_validate_and_name_bad_keys():
 
 
 def test_the_hold_out_is_the_shared_loops():
-    from taclab.train.loop import _seed_of
+    from taclab.train.loop import _seed_of, holdout_indices  # the recipe's stages hold out with it
 
-    train, val = split_indices(100, 0, 0.05)
+    train, val = holdout_indices(100, 0, 0.05)
     perm = np.random.default_rng(_seed_of(0, 1)).permutation(100)
     assert sorted(val) == sorted(perm[:5]) and len(train) == 95 and not set(train) & set(val)
 

@@ -13,8 +13,9 @@
    (:data:`CAPTION_INSTRUCTION`); the vision tower is frozen, the merger and the language model are trained.
 
 Both read exactly the images the action stage sees: the tactile representation with statistics fitted on the
-same training samples (the shared loop's validation hold-out, :func:`split_indices`), the same layout and image
-processor (:func:`taclab.papers.tla.instruct.tactile_composites`, :meth:`TLAModel.fit_tactile_stats`). Both
+same training samples (the shared loop's validation hold-out, :func:`taclab.train.loop.holdout_indices`), the same
+layout and image processor (:func:`taclab.papers.tla.instruct.tactile_composites`,
+:meth:`TLAModel.fit_tactile_stats`). Both
 write a base-model folder in the standard layout (``config.json``, ``model.safetensors``, tokenizer, image
 processor), loadable as ``TLAConfig(model=folder)``, so that the next stage names it as ``model.model``; beside
 it the stage's record ``recipe_stage.json`` (written last), ``train.csv``, ``train.log`` and
@@ -163,24 +164,15 @@ def load_stage_config(path: str | Path | None, overrides: dict[str, Any] | None 
 # -- data -----------------------------------------------------------------------------------------------------
 
 
-def split_indices(n: int, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, validation)`` sample indices: the shared loop's hold-out (:func:`taclab.train.loop.holdout_indices`)
-    for the same seed and fraction, so that a stage never trains on the action stage's validation samples and
-    fits the same tactile statistics."""
-    from taclab.train.loop import holdout_indices
-
-    return holdout_indices(n, seed, val_fraction)
-
-
 def load_split(data: str | Path, tc: StageTrainConfig, columns: list[str], progress: bool = True) -> dict:
     from taclab.data import read_meta
-    from taclab.train.loop import load_columns
+    from taclab.train.loop import holdout_indices, load_columns
 
     meta = read_meta(data)
     if tc.split not in meta["splits"]:
         raise ValueError(f"{data} has no split {tc.split!r}; splits: {sorted(meta['splits'])}")
     cols = load_columns(Path(data), tc.split, columns, tc.limit, progress)
-    train, _ = split_indices(len(cols[columns[0]]), tc.seed, tc.val_fraction)
+    train, _ = holdout_indices(len(cols[columns[0]]), tc.seed, tc.val_fraction)
     if len(train) == 0:
         raise ValueError("no training samples left after the validation hold-out")
     return {k: v[train] for k, v in cols.items()}
@@ -645,5 +637,4 @@ __all__ = [
     "load_stage_config",
     "pretrain",
     "run_stage",
-    "split_indices",
 ]
