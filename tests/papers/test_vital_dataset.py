@@ -74,3 +74,51 @@ def test_evaluation_sees_what_training_saw_and_replays_the_demonstration(demos):
             assert info["is_success"] and term and not trunc
     finally:
         env.close()
+
+
+def test_pushed_demonstrations_record_the_intended_action(tmp_path):
+    """``noise.push_prob`` pushes the executed move sideways (x, y only, within the env's step) from its own
+    random stream; the dataset keeps the demonstrator's intended action, so replaying the recorded actions does
+    not retrace the pushed episode; by default nothing is pushed."""
+    from taclab.papers.vital.demonstrator import VitalDemonstrator
+
+    demo = VitalDemonstrator(seed=3, task="key", noise={"push_prob": 1.0, "push_mm": 4.0})
+    demo.reset(seed=11)
+    a = np.array([1.0, -2.0, -3.0, 0.5, 0.0, 0.2, 1.0], np.float32)
+    pushed = [demo.executed(a) for _ in range(50)]
+    d = np.array([p - a for p in pushed])
+    assert np.all(d[:, 2:] == 0) and np.abs(d[:, :2]).std() > 1.0
+    assert np.all(np.abs(np.array(pushed)[:, :2]) <= 10.0)
+    demo.reset(seed=11)
+    np.testing.assert_array_equal(demo.executed(a), pushed[0])  # the pushes follow the episode seed
+    quiet = VitalDemonstrator(seed=3, task="key")
+    assert quiet.executed(a) is a
+
+    cfg = VitalDemoConfig(
+        split="key",
+        task="key",
+        episodes=1,
+        shard_size=1,
+        seed=7,
+        env={"image_size": [32, 32]},
+        demo={"noise": {"push_prob": 0.5, "push_mm": 3.0}},
+    )
+    generate([cfg], tmp_path, progress=False)
+    pushed_set = load_arrays(tmp_path, "key", progress=False)
+    # the pushed episode's goal errors are not those that its recorded actions give when replayed from its start
+    from taclab.envs.base import make as make_env
+    from taclab.envs.vital import ENV_IDS
+
+    env = make_env(ENV_IDS["key"], image_size=(32, 32))
+    try:
+        env.reset(seed=int(pushed_set["episode_seed"][0]))
+        errs = []
+        for act in pushed_set["action"]:
+            _, _, term, trunc, info = env.step(act)
+            errs.append(info["goal_error_mm"])
+            if term or trunc:
+                break
+    finally:
+        env.close()
+    n = min(len(errs), len(pushed_set["action"]))
+    assert np.abs(np.array(errs[:n])[:, :2] - pushed_set["next.goal_error_mm"][:n, :2]).max() > 0.5

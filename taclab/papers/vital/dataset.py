@@ -130,7 +130,7 @@ def run_demo(env, demo, seed: int, masks: bool) -> tuple[dict[str, np.ndarray], 
         }
         if masks:
             rec["observation.wrist_mask"] = obs["wrist_mask"][..., None]
-        obs, reward, term, trunc, info = env.step(action)
+        obs, reward, term, trunc, info = env.step(demo.executed(action))
         rec.update(
             {
                 "next.reward": np.float32(reward),

@@ -41,6 +41,10 @@ class DemoNoise(BaseModel):
     tremor_deg: float = Field(0.15, ge=0, description="std of the per-step shake of the hand's yaw")
     gain: tuple[float, float] = Field((0.75, 1.25), description="per-episode gain range; above 1 overshoots")
     pause_prob: float = Field(0.04, ge=0, le=1, description="chance per step of a pause (no motion)")
+    push_prob: float = Field(
+        0.0, ge=0, le=1, description="chance per step that the executed move is pushed sideways (0: never)"
+    )
+    push_mm: float = Field(3.0, ge=0, le=10, description="std of a sideways push per hand axis (x, y)")
 
 
 class DemoConfig(BaseModel):
@@ -106,6 +110,20 @@ class VitalDemonstrator(Policy):
         self.phase_steps = 0
         self.steps = 0
         self.swipe_x = None
+        if seed is not None or not hasattr(self, "push_rng"):  # its own stream: the pushes leave the rest as is
+            self.push_rng = np.random.default_rng([self._seed if seed is None else seed, 1])
+
+    def executed(self, action: np.ndarray) -> np.ndarray:
+        """The move the hand makes for ``action``: with ``noise.push_prob`` the intended action plus a sideways
+        push (Gaussian, ``noise.push_mm`` per hand axis x, y), clipped to the env's step; otherwise the action.
+        A dataset records the intended action, so the pushed states come with the demonstrator's correction
+        (noise injected into the expert's execution, DART)."""
+        n = self.cfg.noise
+        if n.push_prob <= 0 or self.push_rng.random() >= n.push_prob:
+            return action
+        out = np.array(action, dtype=np.float32, copy=True)
+        out[:2] = np.clip(out[:2] + self.push_rng.normal(0, n.push_mm, 2), -self.cfg.max_step_mm, self.cfg.max_step_mm)
+        return out
 
     # ------------------------------------------------------------------ helpers
     def _refine_near(self) -> None:
