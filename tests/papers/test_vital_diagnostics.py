@@ -1,0 +1,45 @@
+"""benchmarks/vital_corrections.py: the correction gain per height band is the least-squares slope of the
+commanded sideways move on minus the sideways error (checked on hand-made traces), and bad input gets one
+``error:`` line."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).parents[2] / "benchmarks" / "vital_corrections.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("vital_corrections", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gain_per_band_by_hand():
+    bands = _module().bands
+    # high: the move cancels half the error; middle: ignores it; low: cancels all of it
+    errors = np.array([[4.0, -2.0, 80.0], [2.0, 0.0, 60.0], [3.0, 1.0, 30.0], [-1.0, 2.0, 25.0], [1.0, -1.0, 5.0]])
+    moves = np.array([[-2.0, 1.0], [-1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [-1.0, 1.0]])
+    high, mid, low = bands({"errors": errors, "moves": moves})
+    assert (high["steps"], mid["steps"], low["steps"]) == (2, 2, 1)
+    assert np.isclose(high["gain"], 0.5) and mid["gain"] == 0.0 and np.isclose(low["gain"], 1.0)
+    assert np.isclose(high["mean_abs_error_mm"], 2.0) and np.isclose(high["mean_abs_move_mm"], 1.0)
+    # a move against the error has a negative gain
+    (flip, *_) = bands({"errors": errors[:2], "moves": -moves[:2]})
+    assert np.isclose(flip["gain"], -0.5)
+
+
+def test_bad_input_one_error_line(tmp_path):
+    for args, word in (
+        (["--task", "card"], "'card'"),
+        (["--policy", f"BAKU={tmp_path}"], "policy.json"),
+        (["--policy", "nonsense"], "NAME=PATH"),
+    ):
+        r = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2
+        last = r.stderr.strip().splitlines()[-1]
+        assert "error:" in last and word in last
