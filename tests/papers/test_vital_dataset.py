@@ -91,6 +91,10 @@ def test_pushed_demonstrations_record_the_intended_action(tmp_path):
     assert np.all(np.abs(np.array(pushed)[:, :2]) <= 10.0)
     demo.reset(seed=11)
     np.testing.assert_array_equal(demo.executed(a), pushed[0])  # the pushes follow the episode seed
+    turned = VitalDemonstrator(seed=3, task="key", noise={"push_prob": 1.0, "push_mm": 0.0, "push_deg": 2.0})
+    turned.reset(seed=11)
+    t = np.array([turned.executed(a) - a for _ in range(50)])
+    assert np.all(t[:, [0, 1, 2, 3, 4, 6]] == 0) and t[:, 5].std() > 0.5 and np.all(np.abs(a[5] + t[:, 5]) <= 5.0)
     quiet = VitalDemonstrator(seed=3, task="key")
     assert quiet.executed(a) is a
 

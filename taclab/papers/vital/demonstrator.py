@@ -45,6 +45,7 @@ class DemoNoise(BaseModel):
         0.0, ge=0, le=1, description="chance per step that the executed move is pushed sideways (0: never)"
     )
     push_mm: float = Field(3.0, ge=0, le=10, description="std of a sideways push per hand axis (x, y)")
+    push_deg: float = Field(0.0, ge=0, le=5, description="std of a push's turn about the hand's z axis (yaw)")
 
 
 class DemoConfig(BaseModel):
@@ -115,7 +116,8 @@ class VitalDemonstrator(Policy):
 
     def executed(self, action: np.ndarray) -> np.ndarray:
         """The move the hand makes for ``action``: with ``noise.push_prob`` the intended action plus a sideways
-        push (Gaussian, ``noise.push_mm`` per hand axis x, y), clipped to the env's step; otherwise the action.
+        push (Gaussian, ``noise.push_mm`` per hand axis x, y, and ``noise.push_deg`` about its z axis), clipped
+        to the env's step; otherwise the action.
         A dataset records the intended action, so the pushed states come with the demonstrator's correction
         (noise injected into the expert's execution, DART)."""
         n = self.cfg.noise
@@ -123,6 +125,10 @@ class VitalDemonstrator(Policy):
             return action
         out = np.array(action, dtype=np.float32, copy=True)
         out[:2] = np.clip(out[:2] + self.push_rng.normal(0, n.push_mm, 2), -self.cfg.max_step_mm, self.cfg.max_step_mm)
+        if n.push_deg > 0:
+            out[5] = np.clip(
+                out[5] + self.push_rng.normal(0, n.push_deg), -self.cfg.max_step_deg, self.cfg.max_step_deg
+            )
         return out
 
     # ------------------------------------------------------------------ helpers
