@@ -1,6 +1,7 @@
 """VITAL's learning pipeline in simulation, with the CPU configs; writes docs/results/vital.md.
 
-Per task (in the order given): the demonstrations (configs/vital_demos.yaml, 32 per task), BAKU, ViSk and
+Per task (in the order given): the demonstrations (``--demos``, by default configs/vital_demos.yaml, 32 per
+task; configs/vital_demos_pushed.yaml: the same with pushed execution, in a --root of its own), BAKU, ViSk and
 VITAL-BC trained with configs/vital_{baku,visk,bc}_cpu.yaml, VITAL (residual RL on VITAL-BC) and visual BC +
 residual RL (on BAKU) with ``--rl-steps`` env steps, then ``--episodes`` closed-loop episodes of every policy on
 the task lists ``paper`` (table 1: green screen, trained position), ``spatial`` (novel target positions) and
@@ -17,7 +18,7 @@ a GPU when there is one), whose row appears once it has been run.
 Usage: nice -n 5 python benchmarks/vital.py [--tasks usb,plug,card,key,pick] [--methods BAKU,ViSk,...]
        [--episodes 20] [--rl-steps 16000] [--bc-steps N] [--workers 2] [--root runs/vital]
        [--lists paper,spatial,scene,spatial_scene,locate] [--vlm-locator MODEL] [--report-only]
-       [--report docs/results/vital.md]
+       [--report docs/results/vital.md] [--demos configs/vital_demos.yaml]
 
 Several processes may share one ``--root`` (say one per task and method); every report is written from all the
 finished runs under it. The report states each of the paper's findings as reproduced or not with the numbers
@@ -85,13 +86,19 @@ def log(msg: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
 
 
-def demos(root: Path) -> Path:
+def demos(root: Path, config: Path) -> Path:
+    """The demonstrations of ``root``, generated from ``config`` where missing; a folder generated from another
+    config is refused (``generate`` compares each split's config hash), so one work folder holds one dataset."""
     from taclab.data import generate, read_config
+    from taclab.data.meta import DatasetError
 
     out = root / "demos"
     if not (out / "dataset.json").is_file():
-        log("generating the demonstrations (configs/vital_demos.yaml)")
-        generate(read_config(ROOT / "configs" / "vital_demos.yaml"), out, progress=False)
+        log(f"generating the demonstrations ({config})")
+    try:
+        generate(read_config(config), out, progress=False)
+    except DatasetError as e:
+        raise SystemExit(f"error: {e}") from None
     return out
 
 
@@ -549,6 +556,12 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS), help="methods to run (their BC bases are trained too)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs; run nothing")
     ap.add_argument("--report", default=str(RESULTS), help="where the report is written")
+    ap.add_argument(
+        "--demos",
+        default=str(ROOT / "configs" / "vital_demos.yaml"),
+        metavar="CONFIG",
+        help="the demonstrations' dataset config (e.g. configs/vital_demos_pushed.yaml); one per --root",
+    )
     args = ap.parse_args()
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     bad = [t for t in args.tasks if t not in TASK_ORDER]
@@ -571,7 +584,9 @@ def main() -> None:
         return
     import taclab.papers  # noqa: F401 - generators, learning specs, policies
 
-    data = demos(root)
+    if not Path(args.demos).is_file():
+        raise SystemExit(f"error: --demos {args.demos!r}: no such dataset config file")
+    data = demos(root, Path(args.demos))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     if bad:

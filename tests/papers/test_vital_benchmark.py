@@ -67,9 +67,23 @@ def test_bad_input_is_named(tmp_path):
         (["--bc-steps", "0", "--report-only"], "error: --bc-steps must be at least 1, got 0"),
         (["--report-only", "--root", str(tmp_path / "none")], "error: no benchmark runs under"),
         (["--vlm-locator", "nowhere", "--report-only"], "error: --vlm-locator 'nowhere' is neither a folder"),
+        (["--demos", "nowhere.yaml", "--root", str(tmp_path / "r")], "error: --demos 'nowhere.yaml': no such"),
     ):
         r = _run(*args)
         assert r.returncode != 0 and msg in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+
+
+def test_a_work_folder_holds_one_demonstration_dataset(tmp_path):
+    """Demonstrations already in --root that another config generated are refused, not mixed or reused."""
+    import taclab.papers.vital  # noqa: F401 - registers the generator
+    from taclab.data import generate
+    from taclab.papers.vital.dataset import VitalDemoConfig
+
+    cfg = VitalDemoConfig(split="plug", task="plug", episodes=1, seed=400, env={"image_size": [32, 32]})
+    generate([cfg], tmp_path / "demos", progress=False)
+    r = _run("--root", str(tmp_path), "--tasks", "plug", "--methods", "BAKU")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert "error: split 'plug'" in r.stderr and "generated from another config" in r.stderr
 
 
 def _bench_module():
