@@ -1,17 +1,19 @@
-"""How precisely can the BC policies' image encoder see where the target is? A probe of the wrist camera's
-resolution and of the trunk's depth, on VITAL's demonstrations.
+"""How precisely can the BC policies' image encoder see where the target is and how the hand is turned? A probe
+of the wrist camera's resolution and of the trunk's depth, on VITAL's demonstrations.
 
 The BC policies of the insertion tasks land the part a few millimetres off the hole (docs/vital.md, "Why BC
 fails on the insertions"). This probe asks whether the image encoder can see the hand's offset from the goal at
 all at a given image size and trunk depth: the policies' own encoder (`taclab.policies.visk.ImageEncoder`:
 ResNet-18 stages with GroupNorm, spatial-softmax keypoints, a linear layer) with a linear readout is trained to
-regress the sideways goal error (x, y, mm, the env's `goal_error_mm` before the step) from the wrist image, on
-the demonstrations of 26 episodes, and scored on the frames of the 6 held out, overall and near the target (the
-part's tip within 30 mm above the entry, where the insertion is decided). The same steps, batch and learning
+regress the sideways goal error (x, y, mm, the env's `goal_error_mm` before the step) and the hand's yaw (deg,
+from the proprioception; the target's yaw is fixed on the trained scene, so this is the yaw error up to the
+part's turn in the grasp) from the wrist image, on the demonstrations of 26 episodes, and scored on the frames of
+the 6 held out, overall and near the target (the part's tip within 30 mm above the entry, where the insertion is
+decided). The same steps, batch and learning
 rate for every variant; the CPU seconds per step are measured in the same run.
 
     python benchmarks/vital_perception.py --demos runs/vital_b/demos [--task plug] [--steps 600]
-                                          [--variants 64:2,64:1,96:2,128:2] [--out docs/results/vital_perception.md]
+                                          [--variants 64:2,128:2,96:2,64:1] [--out docs/results/vital_perception.md]
 
 Writes the table (markdown) and a PNG of the held-out errors beside it.
 """
@@ -33,20 +35,23 @@ sys.path.insert(0, str(ROOT))
 
 
 def frames(demos: Path, task: str):
-    """Images (N, 128, 128, 3) uint8, the goal error before each step (N, 3) mm, episode ids (N,)."""
+    """Images (N, 128, 128, 3) uint8, the targets (N, 3): goal error x, y before each step (mm) and the hand's
+    yaw (deg); the height above the goal (N,) mm; episode ids (N,)."""
     from taclab.data.reader import load_arrays
 
     d = load_arrays(
         demos,
         task,
-        columns=["observation.wrist_rgb", "next.goal_error_mm", "episode_index", "frame_index"],
+        columns=["observation.wrist_rgb", "observation.proprio", "next.goal_error_mm", "episode_index", "frame_index"],
         progress=False,
     )
     ep, fr, err = d["episode_index"], d["frame_index"], d["next.goal_error_mm"]
     keep = fr > 0  # the error before step t is the error after step t - 1 of the same episode
     prev = np.roll(err, 1, axis=0)
     ok = keep & (np.roll(ep, 1) == ep)
-    return d["observation.wrist_rgb"][ok], prev[ok].astype(np.float32), ep[ok]
+    yaw = np.degrees(d["observation.proprio"][:, 5])
+    target = np.c_[prev[:, :2], yaw].astype(np.float32)
+    return d["observation.wrist_rgb"][ok], target[ok], prev[ok, 2], ep[ok]
 
 
 def resize(rgb: np.ndarray, size: int) -> torch.Tensor:
@@ -56,7 +61,7 @@ def resize(rgb: np.ndarray, size: int) -> torch.Tensor:
     return x
 
 
-def probe(rgb, err, ep, size: int, stages: int, steps: int, batch: int, lr: float, seed: int, held: int):
+def probe(rgb, err, height, ep, size: int, stages: int, steps: int, batch: int, lr: float, seed: int, held: int):
     from taclab.policies.visk import ImageEncoder
 
     torch.manual_seed(seed)
@@ -66,10 +71,10 @@ def probe(rgb, err, ep, size: int, stages: int, steps: int, batch: int, lr: floa
     x = resize(rgb, size)
     mean, std = x[~te].mean((0, 2, 3), keepdim=True), x[~te].std((0, 2, 3), keepdim=True)
     x = (x - mean) / std
-    y = torch.as_tensor(err[:, :2])
+    y = torch.as_tensor(err)
     ym, ys = y[~te].mean(0), y[~te].std(0)
     enc = ImageEncoder(stages, 256, 256)
-    head = torch.nn.Linear(256, 2)
+    head = torch.nn.Linear(256, y.shape[1])
     params = list(enc.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr)
     tr_idx = np.flatnonzero(~te)
@@ -86,7 +91,7 @@ def probe(rgb, err, ep, size: int, stages: int, steps: int, batch: int, lr: floa
     with torch.no_grad():
         pred = torch.cat([head(enc(x[j : j + 64])) for j in range(0, len(x), 64)]) * ys + ym
     ae = (pred - y).abs().numpy()
-    near = te & (err[:, 2] < 30)
+    near = te & (height < 30)
     base = (y[te] - ym).abs().mean(0).numpy()
     return {
         "size": size,
@@ -103,22 +108,24 @@ def probe(rgb, err, ep, size: int, stages: int, steps: int, batch: int, lr: floa
 
 
 def write(rows: list[dict], out: Path, args) -> None:
-    f = lambda v: f"{v[0]:.2f} / {v[1]:.2f}"
+    f = lambda v: f"{v[0]:.2f} / {v[1]:.2f} / {v[2]:.2f}"
     lines = [
         "# Can the BC image encoder see the goal? A probe of image size and trunk depth",
         "",
-        f"`python benchmarks/vital_perception.py --task {args.task} --steps {args.steps} --batch {args.batch} "
-        f"--lr {args.lr}` on the {args.task} demonstrations (`{args.demos}`): the BC policies' image encoder "
+        f"`python benchmarks/vital_perception.py --demos {args.demos} --task {args.task} --steps {args.steps} "
+        f"--batch {args.batch} --lr {args.lr} --variants {args.variants}` on the {args.task} demonstrations: "
+        "the BC policies' image encoder "
         "(ResNet-18 stages with GroupNorm, 256 spatial-softmax keypoints, linear to 256) and a linear readout "
-        "regress the sideways goal error (x / y, mm) from the wrist image; trained on the frames of all but "
+        "regress the sideways goal error (x / y, mm) and the hand's yaw (deg; the target's is fixed) from the wrist "
+        "image; trained on the frames of all but "
         f"{args.held} episodes, scored on the {args.held} held out "
         f"({rows[0]['test_frames']} frames; 'near': the part within 30 mm above the entry, "
         f"{rows[0]['test_near_frames']} frames). Predicting the training mean scores "
         f"{f(rows[0]['mean_baseline_mae'])} mm. One seed, one thread; CPU seconds per training step at batch "
         f"{args.batch}.",
         "",
-        "| image px | ResNet stages | keypoint map | held-out MAE x / y (mm) | near the entry | training MAE "
-        "| CPU s per step |",
+        "| image px | ResNet stages | keypoint map | held-out MAE x / y (mm) / yaw (deg) | near the entry "
+        "| training MAE | CPU s per step |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -138,11 +145,12 @@ def write(rows: list[dict], out: Path, args) -> None:
     names = [f"{r['size']} px, {r['stages']} st." for r in rows]
     k = np.arange(len(rows))
     for j, (lab, key) in enumerate((("held out", "test_mae"), ("near the entry", "test_near_mae"))):
-        ax.bar(k + 0.4 * j - 0.2, [np.mean(r[key]) for r in rows], 0.4, label=lab)
-    ax.axhline(np.mean(rows[0]["mean_baseline_mae"]), color="k", ls="--", lw=1, label="predict the mean")
+        ax.bar(k + 0.4 * j - 0.2, [r[key][2] for r in rows], 0.4, label=f"yaw, {lab}")
+        ax.plot(k + 0.4 * j - 0.2, [np.mean(r[key][:2]) for r in rows], "k^" if j else "kv", label=f"x, y (mm), {lab}")
+    ax.axhline(rows[0]["mean_baseline_mae"][2], color="k", ls="--", lw=1, label="yaw, predicting the mean")
     ax.set_xticks(k, names)
-    ax.set_ylabel("mean abs. error x, y (mm)")
-    ax.set_title(f"{args.task}: goal offset read from the wrist image")
+    ax.set_ylabel("mean abs. error (deg; mm)")
+    ax.set_title(f"{args.task}: goal offset and yaw read from the wrist image")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
@@ -157,7 +165,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--held", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variants", default="64:2,64:1,96:2,128:2", help="image_px:resnet_stages,...")
+    p.add_argument("--variants", default="64:2,128:2,96:2,64:1", help="image_px:resnet_stages,...")
     p.add_argument("--out", type=Path, default=ROOT / "docs/results/vital_perception.md")
     args = p.parse_args()
     try:
@@ -170,10 +178,10 @@ def main() -> None:
     if not args.demos.is_dir():
         p.error(f"--demos {args.demos}: no such dataset folder (benchmarks/vital.py writes ROOT/demos)")
     torch.set_num_threads(1)
-    rgb, err, ep = frames(args.demos, args.task)
+    rgb, err, height, ep = frames(args.demos, args.task)
     rows = []
     for size, stages in variants:
-        r = probe(rgb, err, ep, size, stages, args.steps, args.batch, args.lr, args.seed, args.held)
+        r = probe(rgb, err, height, ep, size, stages, args.steps, args.batch, args.lr, args.seed, args.held)
         print(json.dumps(r), flush=True)
         rows.append(r)
         write(rows, args.out, args)
