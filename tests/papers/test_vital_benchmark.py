@@ -86,16 +86,7 @@ def test_a_work_folder_holds_one_demonstration_dataset(tmp_path):
     assert "error: split 'plug'" in r.stderr and "generated from another config" in r.stderr
 
 
-def _bench_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("vital_benchmark", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_rl_settings_come_from_the_configs_and_are_stated(tmp_path):
+def test_rl_settings_come_from_the_configs_and_are_stated(tmp_path, benchmark):
     import yaml
 
     from taclab.rl.residual import ResidualConfig
@@ -105,7 +96,7 @@ def test_rl_settings_come_from_the_configs_and_are_stated(tmp_path):
     cpu = yaml.safe_load((configs / "vital_residual_cpu.yaml").read_text())
     rlpd = yaml.safe_load((configs / "vital_rlpd_cpu.yaml").read_text())
     paper = yaml.safe_load((configs / "vital_residual.yaml").read_text())
-    mod = _bench_module()
+    mod = benchmark("vital")
     assert mod.RL_CPU == cpu and mod.RLPD_CPU == rlpd
     ResidualConfig.from_dict(cpu), RLPDConfig.from_dict(rlpd)  # every key known, every value valid
     d = ResidualConfig()  # the paper-size file writes out the defaults
@@ -131,10 +122,10 @@ def test_rl_settings_come_from_the_configs_and_are_stated(tmp_path):
     assert "| VITAL | pick | 1509 | 367 | 0.22 | 336 | 3563 (16000 steps) | 1200 | no |" in text
 
 
-def test_an_evaluation_older_than_its_run_is_not_reused(tmp_path):
+def test_an_evaluation_older_than_its_run_is_not_reused(tmp_path, benchmark):
     import os
 
-    mod = _bench_module()
+    mod = benchmark("vital")
     run = tmp_path / "rl" / "vital_pick"
     (run / "policy").mkdir(parents=True)  # an empty policy folder: evaluating it fails
     (run / "summary.json").write_text("{}")

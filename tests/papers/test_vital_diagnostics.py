@@ -2,7 +2,6 @@
 commanded sideways move on minus the sideways error (checked on hand-made traces), and bad input gets one
 ``error:`` line."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,8 @@ import numpy as np
 BENCH = Path(__file__).parents[2] / "benchmarks" / "vital_corrections.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("vital_corrections", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_gain_per_band_by_hand():
-    bands = _module().bands
+def test_gain_per_band_by_hand(benchmark):
+    bands = benchmark("vital_corrections").bands
     # high: the move cancels half the error; middle: ignores it; low: cancels all of it
     errors = np.array([[4.0, -2.0, 80.0], [2.0, 0.0, 60.0], [3.0, 1.0, 30.0], [-1.0, 2.0, 25.0], [1.0, -1.0, 5.0]])
     moves = np.array([[-2.0, 1.0], [-1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [-1.0, 1.0]])

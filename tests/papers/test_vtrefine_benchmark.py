@@ -1,7 +1,6 @@
 """benchmarks/vt_refine.py: a DPPO run made with another config (or by an older DPPO, without today's log
 columns) is moved aside with its evaluation before the benchmark fine-tunes again; ``--only`` names cells."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,13 +10,6 @@ from pathlib import Path
 from taclab.rl.dppo import LOG_COLUMNS, DPPOConfig
 
 BENCH = Path(__file__).parents[2] / "benchmarks" / "vt_refine.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("vt_refine_bench", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _args():
@@ -42,8 +34,8 @@ def _fake_run(root: Path, name: str, config: dict, columns) -> None:
     (root / f"eval_ft_{name}" / "eval.json").write_text("{}")
 
 
-def test_stale_dppo_runs_are_moved_aside(tmp_path):
-    mod = _bench()
+def test_stale_dppo_runs_are_moved_aside(tmp_path, benchmark):
+    mod = benchmark("vt_refine")
     args = _args()
     cfg = mod.dppo_config(args, "round", 0)
     _fake_run(tmp_path, "round_vt", cfg, LOG_COLUMNS)
@@ -60,8 +52,8 @@ def test_stale_dppo_runs_are_moved_aside(tmp_path):
     assert not mod.retire_stale(tmp_path, "round_scratch", cfg)  # nothing there
 
 
-def test_cell_seeds_do_not_depend_on_the_cells_named():
-    mod = _bench()
+def test_cell_seeds_do_not_depend_on_the_cells_named(benchmark):
+    mod = benchmark("vt_refine")
     seeds = [mod.cell_seed(f"{a}_{m}") for a in ("round", "square") for m in ("vt", "vision", "scratch")]
     assert seeds == [0, 1, 2, 3, 4, 5]
 
