@@ -56,7 +56,7 @@ N_VAL = 400  # last training samples that choose the ridge penalty
 LAMBDAS = tuple(10.0**k for k in range(-2, 7))  # 0.01 to 1e6
 GRIDS = (16, 32)  # pooled cells per pad side for the image probe
 FIELD_GRID = 8  # pooled cells per pad side for the field probe
-FIELDS_VERSION = 3  # of what the fields row measures (cached entries of another version are measured again)
+FIELDS_VERSION = 4  # of what the fields row measures (cached entries of another version are measured again)
 SETTINGS_VERSION = 2  # likewise for the settings
 
 SETTINGS: dict[str, dict] = {
@@ -74,10 +74,14 @@ SETTINGS: dict[str, dict] = {
     "image 128x128": {"image_size": [128, 128]},
     "marker_gain 8 + noise_std 0.5": {"sensor_overrides": {"marker_gain": 8.0, "noise_std": 0.5}},
     "depth_gain 8 + noise_std 0.5": {"sensor_overrides": {"depth_gain": 8.0, "noise_std": 0.5}},
+    "hole chamfer 1 mm": {"scene": {"hole_chamfer": 0.001}},
+    "hole chamfer 2 mm": {"scene": {"hole_chamfer": 0.002}},
 }
 """Every measured setting: its name and the PegInHole-v0 config overrides it makes (empty: the defaults)."""
 
 FIELDS = "fields"
+PHYSICS = ("default", "hole chamfer 1 mm", "hole chamfer 2 mm")
+"""The settings whose raw contact fields the fields row measures too (the others change only the rendering)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -206,9 +210,10 @@ class _Recorder:
         self.env.close()
 
 
-def collect_fields(split: str):
-    """Raw contact fields of one split (the default setting's episodes): pooled depth and shear features, the
-    labels, and per-sample shear summaries (mean over touching taxels of frame 3, per pad and component, m)."""
+def collect_fields(split: str, env: dict | None = None):
+    """Raw contact fields of one split (the episodes of the setting with the env overrides ``env``): pooled depth
+    and shear features, the labels, and per-sample shear summaries (mean over touching taxels of frame 3, per pad
+    and component, m)."""
     holder: list[_Recorder] = []
 
     def wrap(env):
@@ -216,7 +221,7 @@ def collect_fields(split: str):
         return holder[-1]
 
     depth, shear, labels, mean_shear, yaw, twist = [], [], [], [], [], []
-    for row in generator_rows(split_config(split, {"raw_fields": True}), on_env=wrap):
+    for row in generator_rows(split_config(split, {**(env or {}), "raw_fields": True}), on_env=wrap):
         obs = holder[-1].last
         if not np.array_equal(obs["tactile"], row["tactile"]):
             raise RuntimeError("the recorded observation is not the generator's row")
@@ -328,10 +333,10 @@ def measure_setting(name: str, env: dict, root: Path) -> dict:
     return res
 
 
-def measure_fields() -> dict:
+def measure_fields(env: dict | None = None) -> dict:
     t0 = time.perf_counter()
-    f_train, y_train, ms, yaw, twist = collect_fields("train")
-    f_test, y_test, *_ = collect_fields("test")
+    f_train, y_train, ms, yaw, twist = collect_fields("train", env)
+    f_test, y_test, *_ = collect_fields("test", env)
     res = {"probe": {k: probe(f_train[k], y_train, f_test[k], y_test) for k in f_train}}
     # mean shear (um) of frame 3 over the touching taxels: positive-label mean minus negative-label mean
     ms = ms * 1e6  # (n, 2 pads, 2 components) um
@@ -529,7 +534,7 @@ def report(cache: dict, root: Path) -> None:
         "Data: the small single-peg split of the TLA data (square peg, 2.0 mm clearance; train 2000 samples seed "
         "100, test 300 seed 101), made again by the `tla` generator for every setting from the same episodes; a "
         "setting is a set of `taclab/PegInHole-v0` overrides (`sensor_overrides` of the `gelstereo` profile, "
-        "`image_size`, `sensor_noise`).",
+        "`image_size`, `sensor_noise`; `scene` for the physics).",
         "",
         "Probe: ridge regression on the sign of each label from frames 1-3 average-pooled to 16x16 or 32x32 cells "
         f"per pad and colour (standardized), the penalty of each axis chosen from {LAMBDAS[0]:g} to "
@@ -623,6 +628,34 @@ def report(cache: dict, root: Path) -> None:
                 f"at most {yaw['max_abs']} deg over the training samples (std {yaw['std']} deg), positive-rz minus "
                 f"negative-rz mean {yaw['rz']} deg.",
             ]
+        phys = {k: v for k, v in f.get("physics", {}).items() if k != "default"}
+        if phys:
+            lines += [
+                "",
+                "## A change of the physics: a chamfered hole",
+                "",
+                "A 45-degree chamfer around the hole's top edge (`scene.hole_chamfer`, default 0: the paper's sharp "
+                "edge) turns part of the press into a sideways push, and a push on one corner of a turned peg into a "
+                "torque about the vertical. The same probes on each setting's own episodes (the same initial errors): "
+                "the raw fields (depth + shear), the images (16x16), and the peg's turn in the hand:",
+                "",
+                "| setting | fields: x / y / rz | images 16x16: x / y / rz | peg turn in the hand: max (deg) | "
+                "its rz effect (deg) | pads' opposite slide along x: rz effect, others held / std (um) |",
+                "|---|---|---|---|---|---|",
+            ]
+            for k in PHYSICS:
+                v = f["physics"].get(k)
+                img = cache.get("settings", {}).get(k, {}).get("probe", {}).get("16")
+                if v is None:
+                    continue
+                pf = v["probe"]["depth + shear"]
+                im = f"{img['x']} / {img['y']} / **{img['rz']}**" if img else "not measured"
+                yx = v["shear_um"]["pads 0 - 1 along x (yaw in the grasp)"]
+                yaw = v["peg_yaw_in_hand_deg"]
+                lines.append(
+                    f"| {k} | {pf['x']} / {pf['y']} / **{pf['rz']}** | {im} | {yaw['max_abs']} | {yaw['rz']} | "
+                    f"{yx['effect_rz']} / {yx['std']} |"
+                )
     bc = cache.get("bc", {})
     if bc:
         lines += [
@@ -695,9 +728,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{n}: cached")
                 continue
             print(f"{n}: measuring", flush=True)
-            cache[FIELDS] = {"version": FIELDS_VERSION, **measure_fields()}
+            rows = {p: measure_fields(SETTINGS[p]) for p in PHYSICS}
+            cache[FIELDS] = {"version": FIELDS_VERSION, **rows["default"], "physics": rows}
             save()
-            print(f"{n}: {json.dumps(cache[FIELDS]['probe'])}", flush=True)
+            print(f"{n}: {json.dumps({p: r['probe'] for p, r in rows.items()})}", flush=True)
             continue
         key = json.loads(json.dumps(key_of[n]))
         old = cache["settings"].get(n)

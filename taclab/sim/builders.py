@@ -468,6 +468,17 @@ class Prism:
         return [(inset_polygon(self.polygon, c), self.z0), (self.polygon, self.z0 + c), (self.polygon, self.z1)]
 
 
+@dataclass(frozen=True)
+class Hull:
+    """The convex hull of horizontal point layers ``((vertices (n, 2), z), ...)`` in its body's frame: a piece no
+    extruded polygon makes (a wedge, a sloped face)."""
+
+    points: tuple[tuple[np.ndarray, float], ...]
+
+    def layers(self) -> list[tuple[np.ndarray, float]]:
+        return [(np.asarray(p, float).reshape(-1, 2), z) for p, z in self.points]
+
+
 def inset_polygon(polygon: np.ndarray, d: float) -> np.ndarray:
     """A convex polygon (either winding) with every edge moved inward by ``d`` (m), corners mitred."""
     v = np.asarray(polygon, float)
@@ -501,7 +512,7 @@ def add_fixture(
     spec: mujoco.MjSpec,
     parent: mujoco.MjsBody,
     name: str,
-    pieces: Sequence[Prism | Box],
+    pieces: Sequence[Prism | Hull | Box],
     *,
     pos: Sequence[float] | None = None,
     quat: Sequence[float] | None = None,
@@ -522,7 +533,7 @@ def add_fixture(
         extra["material"] = material
     for i, piece in enumerate(pieces):
         gname = f"{name}{i}"
-        if isinstance(piece, Prism):
+        if isinstance(piece, (Prism, Hull)):
             hull_mesh(spec, gname, piece.layers())
             body.add_geom(name=gname, type=mujoco.mjtGeom.mjGEOM_MESH, meshname=gname, **extra)
         elif isinstance(piece, Box):

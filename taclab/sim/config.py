@@ -30,6 +30,12 @@ class SceneConfig(BaseModel):
     # hole block
     block_size: float = Field(0.06, gt=0.01, le=0.3, description="side of the square hole block (m)")
     block_height: float = Field(0.02, gt=0.005, le=0.1, description="height of the hole block (m)")
+    hole_chamfer: float = Field(
+        0.0,
+        ge=0,
+        le=0.003,
+        description="45-degree chamfer around the hole's top edge (m); 0 for a sharp edge (the TLA paper's hole)",
+    )
     # contact
     pad_friction: float = Field(1.0, gt=0, description="friction coefficient gel pad / peg")
     block_friction: float = Field(0.3, ge=0, description="friction coefficient peg / hole block")

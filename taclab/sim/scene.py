@@ -122,7 +122,7 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
         spec,
         spec.worldbody,
         "block",
-        [B.Prism(poly, 0.0, cfg.block_height) for poly in block_pieces(hole, cfg.block_size / 2)],
+        hole_block(hole, cfg.block_size / 2, cfg.block_height, cfg.hole_chamfer),
         material="block",
         geom=dict(
             friction=[cfg.block_friction, 0.005, 0.0001],
@@ -196,6 +196,28 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
     )
     model = spec.compile()
     return _wrap(cfg, shape, clearance, section, hole, model, gripper)
+
+
+def hole_block(hole: Section, half_size: float, height: float, chamfer: float = 0.0) -> list:
+    """The convex pieces of a square block of half-size ``half_size`` and ``height`` with ``hole`` through it.
+
+    With a ``chamfer`` (m) the hole's top edge is cut at 45 degrees: below ``height - chamfer`` the block holds
+    the hole's outline; above it, the outline pushed out by ``chamfer``, and along every edge of the hole a wedge
+    whose sloped face runs from the hole's edge at ``height - chamfer`` up to the pushed-out edge at ``height``.
+    Both outlines have mitred corners, so the wedges of neighbouring edges meet on the corners' bisectors."""
+    if chamfer <= 0:
+        return [B.Prism(poly, 0.0, height) for poly in block_pieces(hole, half_size)]
+    if chamfer >= height:
+        raise ValueError(f"hole chamfer {chamfer * 1e3:g} mm must be less than the block's height {height * 1e3:g} mm")
+    z = height - chamfer
+    wide = hole.offset(chamfer)
+    pieces: list = [B.Prism(poly, 0.0, z) for poly in block_pieces(hole, half_size)]
+    pieces += [B.Prism(poly, z, height) for poly in block_pieces(wide, half_size)]
+    v, w = hole.vertices, wide.vertices
+    for i in range(hole.n):
+        j = (i + 1) % hole.n
+        pieces.append(B.Hull(((np.stack([v[i], v[j], w[j], w[i]]), z), (np.stack([w[i], w[j]]), height))))
+    return pieces
 
 
 def gripper_params(cfg: SceneConfig, section: Section, gel_solref: tuple[float, float]) -> B.PadGripperParams:

@@ -8,7 +8,7 @@ import pytest
 
 from taclab.sim.config import SceneConfig
 from taclab.sim.peg_in_hole import Grasp, PegInHoleSim
-from taclab.sim.scene import build_scene, cached_scene
+from taclab.sim.scene import build_scene, cached_scene, hole_block
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,39 @@ def test_bad_clearance_is_rejected():
 def test_unknown_config_key_is_rejected():
     with pytest.raises(ValueError, match="gel_stifness"):
         SceneConfig(gel_stifness=1.0)
+
+
+@pytest.mark.parametrize("shape", ["square", "triangle", "hexagon"])
+def test_hole_chamfer_cuts_the_top_edge_at_45_degrees(shape):
+    """Vertical rays on the block: the block's top outside the widened outline, the chamfer's slope between the
+    two outlines (height falls by the distance into the chamfer), nothing inside the hole; no chamfer by default."""
+    c = 0.001
+    cfg = SceneConfig(hole_chamfer=c)
+    scene = build_scene(cfg, shape, 0.002)
+    m, d = scene.model, mujoco.MjData(scene.model)
+    mujoco.mj_forward(m, d)
+    block = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "block")
+    top = cfg.block_height
+
+    def height(p):
+        gid = np.zeros(1, np.int32)
+        start = np.array([p[0], p[1], top + 0.0005])  # below the hand and the peg
+        dist = mujoco.mj_ray(m, d, start, np.array([0, 0, -1.0]), None, 1, -1, gid)
+        if dist < 0 or m.geom_bodyid[gid[0]] != block:
+            return None
+        return start[2] - dist
+
+    normals, dd = scene.hole.halfplanes()
+    v = scene.hole.vertices
+    mid = (v[0] + v[1]) / 2  # the middle of edge 0, where the chamfer is a plain 45-degree slope
+    n = normals[0]
+    for frac in (0.25, 0.5, 0.75):
+        assert height(mid + frac * c * n) == pytest.approx(top - c + frac * c, abs=2e-5)
+    assert height(mid + 1.5 * c * n) == pytest.approx(top, abs=2e-5)
+    assert height(mid - 0.5 * c * n) is None  # inside the hole
+    sharp = build_scene(SceneConfig(), shape, 0.002)
+    m, d = sharp.model, mujoco.MjData(sharp.model)
+    mujoco.mj_forward(m, d)
+    assert height(mid + 0.5 * c * n) == pytest.approx(top, abs=2e-5)
+    with pytest.raises(ValueError, match="chamfer 3 mm must be less than the block's height 2 mm"):
+        hole_block(scene.hole, 0.03, 0.002, 0.003)
