@@ -107,10 +107,10 @@ def _step(state: Path) -> int:
 
 
 @contextlib.contextmanager
-def _cost(out: Path, state: Path):
+def _cost(out: Path, state: Path, threads: int = 1):
     """Adds this process's CPU seconds, the steps it made (read from the checkpoint's ``state`` file) and the load
     average to ``out/cost.json``, summed over resumed parts: with one torch thread, CPU seconds per step are what
-    a step costs on a core, whatever the machine's load."""
+    a step costs on a core, whatever the machine's load. ``threads``: the run's torch threads (the last part's)."""
     c0, w0, s0 = time.process_time(), time.perf_counter(), _step(state)
     try:
         yield
@@ -123,12 +123,15 @@ def _cost(out: Path, state: Path):
             "steps_metered": old.get("steps_metered", 0) + _step(state) - s0,
             "parts": old["parts"] + 1,
             "load_average_at_end": os.getloadavg()[0],
+            "threads": threads,
         }
         if out.is_dir():
             f.write_text(json.dumps(new, indent=2))
 
 
-def train_bc(name: str, task: str, data: Path, root: Path, steps: int | None = None) -> tuple[Path, float]:
+def train_bc(
+    name: str, task: str, data: Path, root: Path, steps: int | None = None, threads: int = 1
+) -> tuple[Path, float]:
     from taclab.train import load_run_config, train
 
     out = root / "bc" / f"{_slug(name)}_{task}"
@@ -136,11 +139,11 @@ def train_bc(name: str, task: str, data: Path, root: Path, steps: int | None = N
         return out / "policy", json.loads((out / "summary.json").read_text())["train_time_s"]
     resume = (out / "checkpoints" / "last" / "state.json").is_file()
     log(f"training {name} on {task}{' (resuming)' if resume else ''}")
-    overrides = {"train.split": task, "train.threads": 1}
+    overrides = {"train.split": task, "train.threads": threads}
     if steps is not None:
         overrides["train.max_steps"] = steps
     run = load_run_config(ROOT / "configs" / BC[name], overrides=overrides)
-    with _cost(out, out / "checkpoints" / "last" / "state.json"):
+    with _cost(out, out / "checkpoints" / "last" / "state.json", threads):
         train(run, data, out, resume=resume, progress=False)
     s = json.loads((out / "summary.json").read_text())
     log(f"{name} on {task}: {s['steps']} steps in {s['train_time_s']:.0f} s; val {s['final_val']}")
@@ -292,8 +295,12 @@ def collect(root: Path, args) -> tuple[dict, dict]:
                 s = json.loads((run / "summary.json").read_text())
                 cost = json.loads((run / "cost.json").read_text()) if (run / "cost.json").is_file() else {}
                 steps = s.get("steps", s.get("env_steps"))
-                per = cost["cpu_s"] / cost.get("steps_metered", steps) if cost.get("steps_metered", steps) else None
-                times[(m, t)] = {"wall_s": s["train_time_s"], "cpu_per_step": per, "steps": steps}
+                metered = cost.get("steps_metered", steps)
+                per = cost["cpu_s"] / metered if metered else None
+                wall_per = cost["wall_s"] / metered if metered and "wall_s" in cost else None
+                times[(m, t)] = {"wall_s": s["train_time_s"], "cpu_per_step": per, "steps": steps,
+                                 "threads": cost.get("threads", 1), "wall_per_step": wall_per,
+                                 "load": cost.get("load_average_at_end")}  # fmt: skip
                 if (run / "config.json").is_file() and m not in BC:  # the RL run's own setting
                     c = json.loads((run / "config.json").read_text())
                     times[(m, t)]["setting"] = f"UTD {c['utd']}, batch {c['batch_size']}, {_views(c['aug_views'])}"
@@ -490,28 +497,33 @@ def write_report(results: dict, times: dict, args) -> None:
         "",
         "## Cost",
         "",
-        "Wall seconds on the shared machine (its other jobs included) and CPU seconds per step of the training "
-        "process (one torch thread; the steps a resumed run made before it was metered are not counted), times the "
-        "steps of the run and times the full budget (the BC config's steps, `--rl-steps` env steps for RL). A core "
-        "shared with other jobs is slower per step than an idle one. Targets: BC under 600 s per policy and task, "
-        "residual RL under 1200 s per task.",
+        "Wall seconds on the shared machine (its other jobs included) and seconds per step of the training "
+        "process (the steps a resumed run made before it was metered are not counted), times the steps of the run "
+        "and times the full budget (the BC config's steps, `--rl-steps` env steps for RL). A run with one torch "
+        "thread is costed in CPU seconds per step (what a step costs on one core, whatever else the machine runs; a "
+        "core shared with other jobs is still slower per step than an idle one); a BC run with more threads "
+        "(`--threads`) in wall seconds per step (meaningful only on an otherwise idle machine; its load average at "
+        "the end is given). Targets: BC under 600 s per policy and task, residual RL under 1200 s per task.",
         "",
-        "| run | task | steps | wall s | CPU s per step | CPU s for the run | CPU s for the full budget | target s "
+        "| run | task | steps | threads | wall s | s per step | s for the run | s for the full budget | target s "
         "| target met (full budget) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     budget_bc = _config_steps()
     for (m, t), c in sorted(times.items()):
         target, budget = (600, budget_bc) if m in BC else (1200, args.rl_steps)
-        per = c["cpu_per_step"]
+        threads = c.get("threads", 1)
+        if threads > 1 and c.get("load") is not None:
+            threads = f"{threads} (load {c['load']:.1f})"
+        per, kind = (c["cpu_per_step"], "CPU") if c.get("threads", 1) == 1 else (c.get("wall_per_step"), "wall")
         if per is None:
-            lines.append(f"| {m} | {t} | {c['steps']} | {c['wall_s']:.0f} | - | - | - | {target} | - |")
+            lines.append(f"| {m} | {t} | {c['steps']} | {threads} | {c['wall_s']:.0f} | - | - | - | {target} | - |")
             continue
         full = per * budget
         met = "yes" if full < target else "no"
         lines.append(
-            f"| {m} | {t} | {c['steps']} | {c['wall_s']:.0f} | {per:.2f} | {per * c['steps']:.0f} | {full:.0f} "
-            f"({budget} steps) | {target} | {met} |"
+            f"| {m} | {t} | {c['steps']} | {threads} | {c['wall_s']:.0f} | {per:.2f} ({kind}) | "
+            f"{per * c['steps']:.0f} | {full:.0f} ({budget} steps) | {target} | {met} |"
         )
     settings = [f"{m} on {t}: {c['setting']}" for (m, t), c in sorted(times.items()) if "setting" in c]
     if settings:
@@ -541,6 +553,12 @@ def main() -> None:
     ap.add_argument("--rl-steps", type=int, default=16_000)
     ap.add_argument("--bc-steps", type=int, help="BC optimizer steps instead of the configs' max_steps")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of each BC training run (1: the cost is CPU time per step; more: wall time per step)",
+    )
     ap.add_argument("--root", default="runs/vital")
     ap.add_argument(
         "--lists",
@@ -567,6 +585,8 @@ def main() -> None:
     bad = [t for t in args.tasks if t not in TASK_ORDER]
     if bad:
         raise SystemExit(f"error: unknown task {bad[0]!r}; allowed: {', '.join(TASK_ORDER)}")
+    if args.threads < 1:
+        raise SystemExit(f"error: --threads must be at least 1, got {args.threads}")
     if args.bc_steps is not None and args.bc_steps < 1:
         raise SystemExit(f"error: --bc-steps must be at least 1, got {args.bc_steps}")
     lists = [x.strip() for x in args.lists.split(",") if x.strip()]
@@ -595,7 +615,7 @@ def main() -> None:
     def policy_of(name: str, task: str) -> Path:
         """The trained policy of a method (trained first when missing, its base included)."""
         if name in BC:
-            return train_bc(name, task, data, root, args.bc_steps)[0]
+            return train_bc(name, task, data, root, args.bc_steps, args.threads)[0]
         if name in RL:
             return train_rl(name, task, policy_of(RL[name], task), data, root, args.rl_steps)[0]
         return train_rlpd(task, policy_of("ViSk", task), data, root, args.rl_steps)[0]

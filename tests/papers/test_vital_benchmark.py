@@ -39,6 +39,18 @@ def test_report_states_findings_and_costs(tmp_path):
     run.mkdir(parents=True)
     (run / "summary.json").write_text(json.dumps({"steps": 2000, "train_time_s": 2000.0}))
     (run / "cost.json").write_text(json.dumps({"cpu_s": 150.0, "wall_s": 900.0, "steps_metered": 500, "parts": 1}))
+    run = root / "bc" / "visk_plug"  # two threads on an idle machine: costed in wall seconds per step
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"steps": 2000, "train_time_s": 420.0}))
+    cost = {
+        "cpu_s": 800.0,
+        "wall_s": 420.0,
+        "steps_metered": 2000,
+        "parts": 1,
+        "threads": 2,
+        "load_average_at_end": 1.9,
+    }
+    (run / "cost.json").write_text(json.dumps(cost))
     report = tmp_path / "vital.md"
     r = _run("--report-only", "--root", str(root), "--report", str(report), "--tasks", "usb")
     assert r.returncode == 0, r.stderr
@@ -55,9 +67,11 @@ def test_report_states_findings_and_costs(tmp_path):
     assert "(VITAL-BC > ViSk, new scenes): **not run**" in text
     assert "| 30 % (6/20) | 10/10 |" in text  # ViSk on pick beside the paper's number (pick shown: it has runs)
     # CPU s per step = CPU s / steps (the whole run metered), times the config's 2000 steps
-    assert "| BAKU | pick | 2000 | 2500 | 0.23 | 450 | 450 (2000 steps) | 600 | yes |" in text
-    assert "| ViSk | pick | 2000 | 2600 | 0.35 | 700 | 700 (2000 steps) | 600 | no |" in text
-    assert "| BAKU | plug | 2000 | 2000 | 0.30 | 600 | 600 (2000 steps) | 600 | no |" in text
+    assert "| BAKU | pick | 2000 | 1 | 2500 | 0.23 (CPU) | 450 | 450 (2000 steps) | 600 | yes |" in text
+    assert "| ViSk | pick | 2000 | 1 | 2600 | 0.35 (CPU) | 700 | 700 (2000 steps) | 600 | no |" in text
+    assert "| BAKU | plug | 2000 | 1 | 2000 | 0.30 (CPU) | 600 | 600 (2000 steps) | 600 | no |" in text
+    # more threads: wall seconds per step (420 / 2000), with the load the run ended at
+    assert "| ViSk | plug | 2000 | 2 (load 1.9) | 420 | 0.21 (wall) | 420 | 420 (2000 steps) | 600 | yes |" in text
 
 
 def test_bad_input_is_named(tmp_path):
@@ -65,6 +79,7 @@ def test_bad_input_is_named(tmp_path):
         (["--tasks", "lock"], "error: unknown task 'lock'"),
         (["--lists", "paper,moon", "--report-only"], "error: unknown task list 'moon'"),
         (["--bc-steps", "0", "--report-only"], "error: --bc-steps must be at least 1, got 0"),
+        (["--threads", "0", "--report-only"], "error: --threads must be at least 1, got 0"),
         (["--report-only", "--root", str(tmp_path / "none")], "error: no benchmark runs under"),
         (["--vlm-locator", "nowhere", "--report-only"], "error: --vlm-locator 'nowhere' is neither a folder"),
         (["--demos", "nowhere.yaml", "--root", str(tmp_path / "r")], "error: --demos 'nowhere.yaml': no such"),
@@ -119,7 +134,7 @@ def test_rl_settings_come_from_the_configs_and_are_stated(tmp_path, benchmark):
     assert f"RLPD with UTD {rlpd['utd']}, batch {rlpd['batch_size']} (half demonstrations)" in text
     assert "RL runs' settings: VITAL on pick: UTD 16, batch 64, 2 stored augmented views per image." in text
     # 336 CPU s / 1509 steps = 0.22 s per step; times 16000 = 3563 s, over the 1200 s target
-    assert "| VITAL | pick | 1509 | 367 | 0.22 | 336 | 3563 (16000 steps) | 1200 | no |" in text
+    assert "| VITAL | pick | 1509 | 1 | 367 | 0.22 (CPU) | 336 | 3563 (16000 steps) | 1200 | no |" in text
 
 
 def test_an_evaluation_older_than_its_run_is_not_reused(tmp_path, benchmark):
