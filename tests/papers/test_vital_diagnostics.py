@@ -35,3 +35,43 @@ def test_bad_input_one_error_line(tmp_path):
         assert r.returncode == 2
         last = r.stderr.strip().splitlines()[-1]
         assert "error:" in last and word in last
+
+
+FIT = Path(__file__).parents[2] / "benchmarks" / "vital_fit.py"
+
+
+def test_fit_r2_and_readout_by_hand(benchmark):
+    fit = benchmark("vital_fit")
+    target = np.array([1.0, 2.0, 3.0, 4.0])
+    assert fit.r2(target, target) == 1.0
+    assert fit.r2(np.full(4, 2.5), target) == 0.0  # the mean explains nothing
+    assert np.isclose(fit.r2(target + 1.0, target), 1 - 1.0 / 1.25)  # variance 1.25, squared error 1
+    assert fit.r2(target, np.ones(4)) is None  # a constant component has no R^2
+    rng = np.random.default_rng(0)
+    episodes = np.repeat(np.arange(20), 30)
+    x = rng.normal(size=(600, 8))
+    linear = x @ np.arange(1.0, 9.0)
+    r = fit.readout(x, linear + 0.1 * rng.normal(size=600), episodes)
+    assert r["held_out_r2"] > 0.99 and r["penalty"] in fit.PENALTIES
+    noise = fit.readout(x, rng.normal(size=600), episodes)
+    assert noise["held_out_r2"] < 0.05  # features that say nothing read nothing on held-out episodes
+
+
+def test_fit_bad_input_one_error_line(tmp_path):
+    for args, word in (
+        (["--demos", str(tmp_path), "--policy", "nonsense"], "NAME=PATH"),
+        (["--demos", str(tmp_path), "--policy", f"BAKU={tmp_path}"], "policy.json"),
+    ):
+        r = subprocess.run([sys.executable, str(FIT), *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2
+        last = r.stderr.strip().splitlines()[-1]
+        assert "error:" in last and word in last
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "policy.json").write_text("{}")
+    r = subprocess.run(
+        [sys.executable, str(FIT), "--demos", str(tmp_path), "--policy", f"BAKU={tmp_path / 'p'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "not a dataset folder" in r.stderr.strip().splitlines()[-1]

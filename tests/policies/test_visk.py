@@ -185,3 +185,15 @@ def test_training_resumes(trained):
     train(run, root / "data", root / "run", resume=True, progress=False)
     state = json.loads((root / "run" / "checkpoints" / "last" / "state.json").read_text())
     assert state["step"] == 9
+
+
+def test_fit_diagnostic_reads_a_trained_policy(trained, benchmark):
+    """benchmarks/vital_fit.py on a trained ViSk: the first action of each chunk against the recorded one, per
+    component (a constant component has no R^2); two demonstrations are too few to hold one out for the readout."""
+    root, policy_dir = trained
+    r = benchmark("vital_fit").measure(root / "data", "usb", policy_dir)
+    c = r["components"]
+    assert r["episodes"] == 2 and r["frames"] > 10
+    assert c["dx_mm"]["fit_r2"] is not None and c["dx_mm"]["fit_r2"] <= 1.0 and c["dx_mm"]["std"] > 0
+    assert c["gripper"]["std"] == 0.0 and c["gripper"]["fit_r2"] is None
+    assert c["drz_deg"]["readout"] is None

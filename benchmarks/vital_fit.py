@@ -1,0 +1,195 @@
+"""Which action components has a VITAL BC policy learned from its demonstrations, and could its encoder have told it?
+
+BC on the insertions lands the part turned by a few degrees (docs/vital.md, "Why BC fails on the insertions"). This
+diagnostic reads a trained BAKU / ViSk / VITAL-BC policy on the frames of its own demonstrations (no augmentation,
+no temporal ensemble) and reports, per action component:
+
+- the fit: the coefficient of determination R^2 of the first action of each predicted chunk against the recorded
+  action, over every frame (mostly training frames: a low value is underfitting, not a generalization gap);
+- the readout: R^2 of a ridge regression of the recorded action on the policy's own image token (the trained
+  encoder's 256-d output), fitted on the demonstrations whose episode index is not a multiple of 5 and scored on
+  those that are (held out); the penalty is chosen on the episodes with index 1 mod 5, then refitted on all the
+  fitting episodes. A readout well above the fit means the encoder carries what the head does not use.
+
+    python benchmarks/vital_fit.py --demos runs/vital_dart2/demos --task plug
+                                   --policy "BAKU=runs/vital_dart2/baku_plug/policy" [--policy NAME=PATH ...]
+                                   [--out docs/results/vital_fit.md]
+
+Writes the table (markdown, JSON) and a PNG of both R^2 per component.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ACTIONS = ("dx_mm", "dy_mm", "dz_mm", "drx_deg", "dry_deg", "drz_deg", "gripper")
+READ = ("dx_mm", "dy_mm", "drz_deg")  # components the readout is fitted for
+PENALTIES = (0.1, 1.0, 10.0, 100.0, 1000.0)
+INPUTS = ("observation.wrist_rgb", "observation.wrist_mask", "observation.skin")
+
+
+class PolicyKindError(ValueError):
+    """A policy that is not one of VITAL's BC policies."""
+
+
+def r2(pred: np.ndarray, target: np.ndarray) -> float | None:
+    """1 - mean squared error / variance of the target; None for a constant target."""
+    v = float(np.var(target))
+    if v == 0.0:
+        return None
+    return 1.0 - float(np.mean((pred - target) ** 2)) / v
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, penalty: float) -> tuple[np.ndarray, float]:
+    mean = float(y.mean())
+    w = np.linalg.solve(x.T @ x + penalty * np.eye(x.shape[1]), x.T @ (y - mean))
+    return w, mean
+
+
+def readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray) -> dict:
+    """Held-out R^2 of a ridge regression of ``y`` on ``features`` (see the module's docstring for the split)."""
+    test = episodes % 5 == 0
+    fit = ~test
+    val = episodes % 5 == 1
+    if not test.any() or not val.any() or not (fit & ~val).any():
+        raise ValueError("the readout needs episodes with index 0, 1 and 2-4 mod 5")
+    mu, sd = features[fit].mean(0), features[fit].std(0) + 1e-6
+    x = (features - mu) / sd
+    inner = fit & ~val
+    scores = []
+    for p in PENALTIES:
+        w, m = _ridge(x[inner], y[inner], p)
+        scores.append(r2(x[val] @ w + m, y[val]) or -np.inf)
+    best = PENALTIES[int(np.argmax(scores))]
+    w, m = _ridge(x[fit], y[fit], best)
+    return {"held_out_r2": r2(x[test] @ w + m, y[test]), "fit_r2": r2(x[fit] @ w + m, y[fit]), "penalty": best}
+
+
+def measure(demos: Path, task: str, policy: Path) -> dict:
+    import torch
+
+    import taclab.papers  # noqa: F401 - the VITAL policies and learning spec
+    from taclab.data.reader import load_arrays
+    from taclab.policies import load_policy
+
+    torch.set_num_threads(1)
+    d = load_arrays(demos, task, columns=[*INPUTS, "action", "episode_index"], progress=False)
+    p = load_policy(policy)
+    if not hasattr(p, "chunk") or not hasattr(p, "model") or not hasattr(p.model, "image"):
+        raise PolicyKindError(f"--policy {policy}: a {p.name!r} policy; allowed: baku, visk (VITAL's BC policies)")
+    p.model.eval()
+    n = len(d["action"])
+    preds, feats = [], []
+    with torch.no_grad():
+        for i in range(0, n, 64):
+            inputs = p.prepare({k: d[k][i : i + 64] for k in INPUTS if k in d})
+            preds.append(p.chunk(inputs)[:, 0].double().numpy())
+            feats.append(p.model.image(p.normalize_images(inputs["rgb"])).double().numpy())
+    pred, feat, act = np.concatenate(preds), np.concatenate(feats), np.asarray(d["action"], np.float64)
+    out = {"frames": n, "episodes": int(len(np.unique(d["episode_index"]))), "components": {}}
+    for j, name in enumerate(ACTIONS):
+        row = {"std": float(act[:, j].std()), "pred_std": float(pred[:, j].std()), "fit_r2": r2(pred[:, j], act[:, j])}
+        if name in READ:
+            try:
+                row["readout"] = readout(feat, act[:, j], np.asarray(d["episode_index"]))
+            except ValueError:  # too few demonstrations to hold some out
+                row["readout"] = None
+        out["components"][name] = row
+    return out
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def write(results: dict, out: Path, args) -> None:
+    from taclab.utils import atomic_write_text, save_png
+
+    lines = [
+        "# What VITAL's BC policies fit of their demonstrations",
+        "",
+        f"`python benchmarks/vital_fit.py --demos {args.demos} --task {args.task} "
+        + " ".join(f'--policy "{s}"' for s in args.policy)
+        + "`: per action component, the R^2 of the policy's first predicted action against the recorded action on "
+        "every demonstration frame (fit), and the held-out R^2 of a ridge readout of the recorded action from the "
+        "policy's own image token (episodes with index 0 mod 5 held out, the penalty chosen on those with index 1 "
+        "mod 5). '-': a component that is constant in the demonstrations.",
+        "",
+        "| policy | frames | component | action std | predicted std | fit R^2 | readout R^2 (held out) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        for comp, c in r["components"].items():
+            ro = c.get("readout")
+            lines.append(
+                f"| {name} | {r['frames']} | {comp} | {c['std']:.3f} | {c['pred_std']:.3f} | {_f(c['fit_r2'])} | "
+                f"{_f(ro['held_out_r2']) if ro else ('-' if comp in READ else '')} |"
+            )
+    lines += ["", f"![fit and readout]({out.with_suffix('.png').name})", ""]
+    atomic_write_text(out, "\n".join(lines))
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"command": vars(args), "results": results}, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.2), squeeze=False)
+    for ax, (name, r) in zip(axes[0], results.items(), strict=True):
+        xs = np.arange(len(READ))
+        fit = [r["components"][c]["fit_r2"] or 0.0 for c in READ]
+        ro = [(r["components"][c]["readout"] or {}).get("held_out_r2") or 0.0 for c in READ]
+        ax.bar(xs - 0.2, fit, 0.4, label="policy's fit")
+        ax.bar(xs + 0.2, ro, 0.4, label="readout of its image token (held out)")
+        ax.set_xticks(xs, READ)
+        ax.set_ylim(min(0.0, *fit, *ro), 1.0)
+        ax.set_title(name)
+        ax.set_ylabel("R^2")
+    axes[0][0].legend(fontsize=7)
+    save_png(out.with_suffix(".png"), fig)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--demos", required=True, help="the demonstrations the policies were trained on (a dataset folder)")
+    ap.add_argument("--task", default="plug", help="the split (task) of the demonstrations")
+    ap.add_argument("--policy", action="append", required=True, help="NAME=PATH of a policy folder (repeatable)")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "vital_fit.md"))
+    args = ap.parse_args()
+    pols = {}
+    for spec in args.policy:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            ap.error(f"--policy {spec!r}: expected NAME=PATH")
+        if not (Path(path) / "policy.json").is_file():
+            ap.error(f"--policy {spec!r}: no policy.json in {path}")
+        pols[name] = Path(path)
+    if not (Path(args.demos) / "dataset.json").is_file():
+        ap.error(f"--demos {args.demos!r}: not a dataset folder (no dataset.json)")
+    from taclab.data.reader import DatasetError
+
+    try:
+        results = {name: measure(Path(args.demos), args.task, path) for name, path in pols.items()}
+    except DatasetError as e:
+        ap.error(f"--demos {args.demos!r} --task {args.task!r}: {e}")
+    except PolicyKindError as e:
+        ap.error(str(e))
+    for name, r in results.items():
+        for comp in READ:
+            c = r["components"][comp]
+            ro = (c["readout"] or {}).get("held_out_r2")
+            print(f"{name} {comp}: fit R2 {_f(c['fit_r2'])}, readout R2 {_f(ro)}")
+    write(results, Path(args.out), args)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
