@@ -72,11 +72,19 @@ class VisuoSkinConfig(BaseModel):
     backgrounds: str = Field("procedural", description="semantic augmentation: 'procedural' or a folder of images")
     n_backgrounds: int = Field(64, ge=1, description="semantic augmentation: procedural textures drawn")
     seed: int = Field(0, description="seed of the weight initialization and of the procedural backgrounds")
+    action_weights: tuple[float, ...] | None = Field(
+        None,
+        description="weight of each action component in the MSE of the standardized chunk (None: all 1, the "
+        "paper's loss); one non-negative value per action component, not all zero",
+    )
 
     @model_validator(mode="after")
     def _heads(self):
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be a multiple of heads ({self.heads})")
+        w = self.action_weights
+        if w is not None and (any(v < 0 for v in w) or not any(v > 0 for v in w)):
+            raise ValueError(f"action_weights {list(w)}: expected non-negative values, not all zero")
         return self
 
 
@@ -219,6 +227,11 @@ class VisuoSkinPolicy(LearnedPolicy):
                 raise ValueError(f"the {self.name} policy reads {key!r}; the inputs are {sorted(io.inputs)}")
         if self.cfg.augment == "semantic" and MASK not in io.inputs:
             raise ValueError(f"augment 'semantic' needs the segmentation mask {MASK!r} among the inputs")
+        w = self.cfg.action_weights
+        if w is not None and len(w) != io.action_dim:
+            raise ValueError(
+                f"action_weights has {len(w)} values; the actions have {io.action_dim} components: one weight each"
+            )
         return VisuoSkinNet(self.cfg, io.action_dim)
 
     # -- statistics ----------------------------------------------------------------------------------------------
@@ -315,7 +328,11 @@ class VisuoSkinPolicy(LearnedPolicy):
         if target.shape[1] < h:
             raise ValueError(f"horizon {h} is longer than the training chunks ({target.shape[1]} actions)")
         target = target[:, :h]
-        return F.mse_loss(out, (target - s["action_mean"]) / s["action_std"])
+        err = (out - (target - s["action_mean"]) / s["action_std"]) ** 2
+        if self.cfg.action_weights is None:
+            return err.mean()
+        w = torch.as_tensor(self.cfg.action_weights, dtype=err.dtype, device=err.device)
+        return (err * w).mean() / w.mean()  # the plain MSE when every weight is equal
 
     def chunk(self, inputs) -> torch.Tensor:
         """(B, horizon, action_dim) actions (un-standardized, not yet clipped)."""

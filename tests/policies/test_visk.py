@@ -84,6 +84,33 @@ def _overfit(name):
     assert shuffled > 10 * real and shuffled > 0.5, (real, shuffled)
 
 
+def test_action_weights_scale_each_component_of_the_loss():
+    """``action_weights``: the squared error of each standardized component times its weight, over the mean
+    weight (equal weights give the plain MSE); bad weights are named."""
+    batch, y = _samples(8)
+    plain = make_policy("baku", config={**TINY, "augment": "none"}, io=IO)
+    weights = (1.0, 1.0, 1.0, 1.0, 1.0, 10.0, 0.0)
+    weighted = make_policy("baku", config={**TINY, "augment": "none", "action_weights": weights}, io=IO)
+    for p in (plain, weighted):
+        p.fit_stats(batch, y)
+    weighted.model.load_state_dict(plain.model.state_dict())
+    plain.model.eval()
+    weighted.model.eval()
+    inputs, target = plain.prepare(batch), torch.as_tensor(y)
+    with torch.no_grad():
+        s = plain._need_stats()
+        err = plain.model(plain.normalize_images(inputs["rgb"]), None) - (target - s["action_mean"]) / s["action_std"]
+        per_component = (err**2).mean(dim=(0, 1))  # (7,)
+        assert torch.isclose(plain.loss(inputs, target, None), per_component.mean())
+        by_hand = (per_component * torch.tensor(weights)).sum() / sum(weights)
+        assert torch.isclose(weighted.loss(inputs, target, None), by_hand)
+    with pytest.raises(ValueError, match="one weight each"):
+        make_policy("baku", config={**TINY, "action_weights": [1.0, 2.0]}, io=IO)
+    for bad in ([1, 1, 1, 1, 1, -1, 1], [0] * 7):
+        with pytest.raises(ValueError, match="non-negative values, not all zero"):
+            load_run_config(policy="baku", overrides={"model.action_weights": bad})
+
+
 def test_action_chunks_follow_each_episode():
     a = np.arange(7, dtype=np.float32)[:, None].repeat(2, 1)  # rows 0..6
     ep = np.array([0, 0, 0, 1, 1, 1, 1])
