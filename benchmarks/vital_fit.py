@@ -13,7 +13,7 @@ no temporal ensemble) and reports, per action component:
 
     python benchmarks/vital_fit.py --demos runs/vital_dart2/demos --task plug
                                    --policy "BAKU=runs/vital_dart2/baku_plug/policy" [--policy NAME=PATH ...]
-                                   [--out docs/results/vital_fit.md]
+                                   [--adam-steps N] [--out docs/results/vital_fit.md]
 
 Writes the table (markdown, JSON) and a PNG of both R^2 per component.
 """
@@ -73,7 +73,37 @@ def readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray) -> dict:
     return {"held_out_r2": r2(x[test] @ w + m, y[test]), "fit_r2": r2(x[fit] @ w + m, y[fit]), "penalty": best}
 
 
-def measure(demos: Path, task: str, policy: Path) -> dict:
+def adam_readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray, steps: int, lr: float = 3e-4) -> dict:
+    """R^2 of a linear map from ``features`` (standardized) to the standardized targets ``y`` (n, k) trained by
+    Adam on minibatches of 32 for ``steps`` steps (as the policy's head is trained, without the closed form), on the
+    fitting episodes and on the held-out ones (index 0 mod 5), per target column."""
+    import torch
+
+    test = episodes % 5 == 0
+    fit = ~test
+    mu, sd = features[fit].mean(0), features[fit].std(0) + 1e-6
+    ym, ys = y[fit].mean(0), y[fit].std(0) + 1e-9
+    x = torch.as_tensor((features - mu) / sd, dtype=torch.float32)
+    t = torch.as_tensor((y - ym) / ys, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    lin = torch.nn.Linear(x.shape[1], t.shape[1])
+    opt = torch.optim.Adam(lin.parameters(), lr=lr)
+    rows = torch.as_tensor(np.flatnonzero(fit))
+    for _ in range(steps):
+        idx = rows[torch.randint(len(rows), (32,), generator=g)]
+        loss = torch.nn.functional.mse_loss(lin(x[idx]), t[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = lin(x).numpy() * ys + ym
+    return {
+        "fit_r2": [r2(pred[fit, j], y[fit, j]) for j in range(y.shape[1])],
+        "held_out_r2": [r2(pred[test, j], y[test, j]) for j in range(y.shape[1])],
+    }
+
+
+def measure(demos: Path, task: str, policy: Path, adam_steps: int = 0) -> dict:
     import torch
 
     import taclab.papers  # noqa: F401 - the VITAL policies and learning spec
@@ -103,6 +133,15 @@ def measure(demos: Path, task: str, policy: Path) -> dict:
             except ValueError:  # too few demonstrations to hold some out
                 row["readout"] = None
         out["components"][name] = row
+    if adam_steps > 0:
+        cols = [ACTIONS.index(c) for c in READ]
+        a = adam_readout(feat, act[:, cols], np.asarray(d["episode_index"]), adam_steps)
+        for i, c in enumerate(READ):
+            out["components"][c]["adam"] = {
+                "steps": adam_steps,
+                "fit_r2": a["fit_r2"][i],
+                "held_out_r2": a["held_out_r2"][i],
+            }
     return out
 
 
@@ -118,20 +157,25 @@ def write(results: dict, out: Path, args) -> None:
         "",
         f"`python benchmarks/vital_fit.py --demos {args.demos} --task {args.task} "
         + " ".join(f'--policy "{s}"' for s in args.policy)
+        + (f" --adam-steps {args.adam_steps}" if args.adam_steps else "")
         + "`: per action component, the R^2 of the policy's first predicted action against the recorded action on "
         "every demonstration frame (fit), and the held-out R^2 of a ridge readout of the recorded action from the "
         "policy's own image token (episodes with index 0 mod 5 held out, the penalty chosen on those with index 1 "
-        "mod 5). '-': a component that is constant in the demonstrations.",
+        "mod 5). '-': a component that is constant in the demonstrations. With `--adam-steps N`, also a linear map "
+        "from the same token trained by Adam (3e-4, batch 32, N steps) on the fitting episodes, as a head is "
+        "trained: its R^2 on the fitting and on the held-out episodes.",
         "",
-        "| policy | frames | component | action std | predicted std | fit R^2 | readout R^2 (held out) |",
-        "|---|---|---|---|---|---|---|",
+        "| policy | frames | component | action std | predicted std | fit R^2 | readout R^2 (held out) "
+        "| Adam readout R^2: fitting / held out |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         for comp, c in r["components"].items():
             ro = c.get("readout")
             lines.append(
                 f"| {name} | {r['frames']} | {comp} | {c['std']:.3f} | {c['pred_std']:.3f} | {_f(c['fit_r2'])} | "
-                f"{_f(ro['held_out_r2']) if ro else ('-' if comp in READ else '')} |"
+                f"{_f(ro['held_out_r2']) if ro else ('-' if comp in READ else '')} | "
+                + (f"{_f(c['adam']['fit_r2'])} / {_f(c['adam']['held_out_r2'])} |" if "adam" in c else " |")
             )
     lines += ["", f"![fit and readout]({out.with_suffix('.png').name})", ""]
     atomic_write_text(out, "\n".join(lines))
@@ -163,6 +207,7 @@ def main() -> None:
     ap.add_argument("--task", default="plug", help="the split (task) of the demonstrations")
     ap.add_argument("--policy", action="append", required=True, help="NAME=PATH of a policy folder (repeatable)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "vital_fit.md"))
+    ap.add_argument("--adam-steps", type=int, default=0, help="also train a linear readout by Adam for N steps")
     args = ap.parse_args()
     pols = {}
     for spec in args.policy:
@@ -172,12 +217,14 @@ def main() -> None:
         if not (Path(path) / "policy.json").is_file():
             ap.error(f"--policy {spec!r}: no policy.json in {path}")
         pols[name] = Path(path)
+    if args.adam_steps < 0:
+        ap.error(f"--adam-steps {args.adam_steps}: expected 0 or more")
     if not (Path(args.demos) / "dataset.json").is_file():
         ap.error(f"--demos {args.demos!r}: not a dataset folder (no dataset.json)")
     from taclab.data.reader import DatasetError
 
     try:
-        results = {name: measure(Path(args.demos), args.task, path) for name, path in pols.items()}
+        results = {name: measure(Path(args.demos), args.task, path, args.adam_steps) for name, path in pols.items()}
     except DatasetError as e:
         ap.error(f"--demos {args.demos!r} --task {args.task!r}: {e}")
     except PolicyKindError as e:
