@@ -623,7 +623,7 @@ def main() -> None:
     for task in args.tasks:
         for name in [m for m in METHODS_ORDER if m in methods]:
             policy = policy_of(name, task)
-            for lst in [x for x in lists if x != "locate"] if name != "visual BC + RL" else ["paper"]:
+            for lst in [x for x in lists if x != "locate"]:
                 cache = root / "eval" / f"{name}_{task}_{lst}_{args.episodes}.json"
                 evaluate_on(policy, task, lst, args.episodes, args.workers, cache)
                 write_report(*collect(root, args), args)
