@@ -296,7 +296,7 @@ def collect(root: Path, args) -> tuple[dict, dict]:
                 cost = json.loads((run / "cost.json").read_text()) if (run / "cost.json").is_file() else {}
                 steps = s.get("steps", s.get("env_steps"))
                 metered = cost.get("steps_metered", steps)
-                per = cost["cpu_s"] / metered if metered else None
+                per = cost["cpu_s"] / metered if metered and "cpu_s" in cost else None
                 wall_per = cost["wall_s"] / metered if metered and "wall_s" in cost else None
                 times[(m, t)] = {"wall_s": s["train_time_s"], "cpu_per_step": per, "steps": steps,
                                  "threads": cost.get("threads", 1), "wall_per_step": wall_per,

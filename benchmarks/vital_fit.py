@@ -73,10 +73,11 @@ def readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray) -> dict:
     return {"held_out_r2": r2(x[test] @ w + m, y[test]), "fit_r2": r2(x[fit] @ w + m, y[fit]), "penalty": best}
 
 
-def adam_readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray, steps: int, lr: float = 3e-4) -> dict:
-    """R^2 of a linear map from ``features`` (standardized) to the standardized targets ``y`` (n, k) trained by
-    Adam on minibatches of 32 for ``steps`` steps (as the policy's head is trained, without the closed form), on the
-    fitting episodes and on the held-out ones (index 0 mod 5), per target column."""
+def adam_readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray, steps: int, lr: float = 1e-4) -> dict:
+    """R^2 of a linear map from ``features`` (standardized) to the standardized targets ``y`` (n, k), started at zero
+    and trained by Adam (``lr``: the CPU configs' 1e-4) on minibatches of 32 for ``steps`` steps (as the policy's
+    head is trained, without the closed form), on the fitting episodes and on the held-out ones (index 0 mod 5), per
+    target column."""
     import torch
 
     test = episodes % 5 == 0
@@ -87,6 +88,8 @@ def adam_readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray, step
     t = torch.as_tensor((y - ym) / ys, dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
     lin = torch.nn.Linear(x.shape[1], t.shape[1])
+    torch.nn.init.zeros_(lin.weight)  # a deterministic start: the fit depends on the steps only
+    torch.nn.init.zeros_(lin.bias)
     opt = torch.optim.Adam(lin.parameters(), lr=lr)
     rows = torch.as_tensor(np.flatnonzero(fit))
     for _ in range(steps):
@@ -114,7 +117,7 @@ def measure(demos: Path, task: str, policy: Path, adam_steps: int = 0) -> dict:
     d = load_arrays(demos, task, columns=[*INPUTS, "action", "episode_index"], progress=False)
     p = load_policy(policy)
     if not hasattr(p, "chunk") or not hasattr(p, "model") or not hasattr(p.model, "image"):
-        raise PolicyKindError(f"--policy {policy}: a {p.name!r} policy; allowed: baku, visk (VITAL's BC policies)")
+        raise PolicyKindError(f"{policy} holds a {p.name!r} policy; allowed: baku, visk (VITAL's BC policies)")
     p.model.eval()
     n = len(d["action"])
     preds, feats = [], []
@@ -162,7 +165,8 @@ def write(results: dict, out: Path, args) -> None:
         "every demonstration frame (fit), and the held-out R^2 of a ridge readout of the recorded action from the "
         "policy's own image token (episodes with index 0 mod 5 held out, the penalty chosen on those with index 1 "
         "mod 5). '-': a component that is constant in the demonstrations. With `--adam-steps N`, also a linear map "
-        "from the same token trained by Adam (3e-4, batch 32, N steps) on the fitting episodes, as a head is "
+        "from the same token, started at zero and trained by Adam (1e-4, the CPU configs' rate, batch 32, N steps) "
+        "on the fitting episodes, as a head is "
         "trained: its R^2 on the fitting and on the held-out episodes.",
         "",
         "| policy | frames | component | action std | predicted std | fit R^2 | readout R^2 (held out) "
@@ -227,8 +231,8 @@ def main() -> None:
         results = {name: measure(Path(args.demos), args.task, path, args.adam_steps) for name, path in pols.items()}
     except DatasetError as e:
         ap.error(f"--demos {args.demos!r} --task {args.task!r}: {e}")
-    except PolicyKindError as e:
-        ap.error(str(e))
+    except (ValueError, OSError) as e:  # a policy that is not VITAL's BC, does not load, or reads other inputs
+        ap.error(f"--policy: {e}")
     for name, r in results.items():
         for comp in READ:
             c = r["components"][comp]

@@ -107,6 +107,12 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
             f"clearance {clearance * 1e3:g} mm is too large for a {cfg.block_size * 1e3:g} mm block with this "
             f"peg; allowed: 0 < clearance < {2 * max_clear * 1e3:.1f} mm"
         )
+    if cfg.hole_chamfer > 0 and float(np.max(hole.offset(cfg.hole_chamfer).extent())) >= cfg.block_size / 2 - 0.003:
+        raise ValueError(
+            f"hole_chamfer {cfg.hole_chamfer * 1e3:g} mm leaves less than 3 mm of wall around the {shape} hole of "
+            f"clearance {clearance * 1e3:g} mm in a {cfg.block_size * 1e3:g} mm block; use a smaller chamfer or a "
+            "larger block_size"
+        )
     spec = B.new_spec(
         f"peg_in_hole_{section.name}", timestep=cfg.timestep, center=(0, 0, cfg.block_height), extent=0.12
     )

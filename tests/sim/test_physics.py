@@ -155,3 +155,7 @@ def test_hole_chamfer_cuts_the_top_edge_at_45_degrees(shape):
     assert height(mid + 0.5 * c * n) == pytest.approx(top, abs=2e-5)
     with pytest.raises(ValueError, match="chamfer 3 mm must be less than the block's height 2 mm"):
         hole_block(scene.hole, 0.03, 0.002, 0.003)
+    with pytest.raises(ValueError, match="hole_chamfer 3 mm leaves less than 3 mm of wall"):
+        # a block with 3.5 mm of wall around the hole: enough for the hole, not for the chamfer's wider top
+        tight = 2 * (float(np.max(scene.hole.extent())) + 0.0035)
+        build_scene(SceneConfig(hole_chamfer=0.003, block_size=tight), shape, 0.002)
