@@ -54,15 +54,21 @@ def _ridge(x: np.ndarray, y: np.ndarray, penalty: float) -> tuple[np.ndarray, fl
     return w, mean
 
 
-def readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray) -> dict:
-    """Held-out R^2 of a ridge regression of ``y`` on ``features`` (see the module's docstring for the split)."""
+def _split(features: np.ndarray, episodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The features standardized with the fitting episodes' statistics, and the masks of the fitting episodes and
+    of the held-out ones (index 0 mod 5)."""
     test = episodes % 5 == 0
     fit = ~test
+    mu, sd = features[fit].mean(0), features[fit].std(0) + 1e-6
+    return (features - mu) / sd, fit, test
+
+
+def readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray) -> dict:
+    """Held-out R^2 of a ridge regression of ``y`` on ``features`` (see the module's docstring for the split)."""
+    x, fit, test = _split(features, episodes)
     val = episodes % 5 == 1
     if not test.any() or not val.any() or not (fit & ~val).any():
         raise ValueError("the readout needs episodes with index 0, 1 and 2-4 mod 5")
-    mu, sd = features[fit].mean(0), features[fit].std(0) + 1e-6
-    x = (features - mu) / sd
     inner = fit & ~val
     scores = []
     for p in PENALTIES:
@@ -80,11 +86,9 @@ def adam_readout(features: np.ndarray, y: np.ndarray, episodes: np.ndarray, step
     target column."""
     import torch
 
-    test = episodes % 5 == 0
-    fit = ~test
-    mu, sd = features[fit].mean(0), features[fit].std(0) + 1e-6
+    xs, fit, test = _split(features, episodes)
     ym, ys = y[fit].mean(0), y[fit].std(0) + 1e-9
-    x = torch.as_tensor((features - mu) / sd, dtype=torch.float32)
+    x = torch.as_tensor(xs, dtype=torch.float32)
     t = torch.as_tensor((y - ym) / ys, dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
     lin = torch.nn.Linear(x.shape[1], t.shape[1])
@@ -121,24 +125,28 @@ def measure(demos: Path, task: str, policy: Path, adam_steps: int = 0) -> dict:
     p.model.eval()
     n = len(d["action"])
     preds, feats = [], []
-    with torch.no_grad():
-        for i in range(0, n, 64):
-            inputs = p.prepare({k: d[k][i : i + 64] for k in INPUTS if k in d})
-            preds.append(p.chunk(inputs)[:, 0].double().numpy())
-            feats.append(p.model.image(p.normalize_images(inputs["rgb"])).double().numpy())
+    # the image token the chunk is predicted from, kept as the policy computes it
+    hook = p.model.image.register_forward_hook(lambda module, args, token: feats.append(token.double().numpy()))
+    try:
+        with torch.no_grad():
+            for i in range(0, n, 64):
+                preds.append(p.chunk(p.prepare({k: d[k][i : i + 64] for k in INPUTS if k in d}))[:, 0].double().numpy())
+    finally:
+        hook.remove()
     pred, feat, act = np.concatenate(preds), np.concatenate(feats), np.asarray(d["action"], np.float64)
-    out = {"frames": n, "episodes": int(len(np.unique(d["episode_index"]))), "components": {}}
+    episodes = np.asarray(d["episode_index"])
+    out = {"frames": n, "episodes": int(len(np.unique(episodes))), "components": {}}
     for j, name in enumerate(ACTIONS):
         row = {"std": float(act[:, j].std()), "pred_std": float(pred[:, j].std()), "fit_r2": r2(pred[:, j], act[:, j])}
         if name in READ:
             try:
-                row["readout"] = readout(feat, act[:, j], np.asarray(d["episode_index"]))
+                row["readout"] = readout(feat, act[:, j], episodes)
             except ValueError:  # too few demonstrations to hold some out
                 row["readout"] = None
         out["components"][name] = row
     if adam_steps > 0:
         cols = [ACTIONS.index(c) for c in READ]
-        a = adam_readout(feat, act[:, cols], np.asarray(d["episode_index"]), adam_steps)
+        a = adam_readout(feat, act[:, cols], episodes, adam_steps)
         for i, c in enumerate(READ):
             out["components"][c]["adam"] = {
                 "steps": adam_steps,

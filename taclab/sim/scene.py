@@ -30,6 +30,7 @@ _GEL_IMPEDANCE = 0.9
 _PAD_MASS = 0.01  # kg, the gel pad that moves against the gel's shear springs
 _FINGER_MASS = 0.1  # kg, each finger with its slide
 _HARD_IMPEDANCE = B.HARD_IMPEDANCE
+_MIN_WALL = 0.003  # m, the least wall a hole (and its chamfer's wider top) leaves in the block
 
 
 # collision bits: the block meets the peg mesh; the pads meet the peg's gripped sides
@@ -101,13 +102,14 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
     cfg = config
     section = make_section(shape, cfg.peg_size, cfg.round_segments, cfg.peg_vertices)
     hole = section.offset(clearance / 2, name=f"{section.name}-hole")
-    max_clear = cfg.block_size / 2 - float(np.max(section.extent())) - 0.003
-    if float(np.max(hole.extent())) >= cfg.block_size / 2 - 0.003:
+    widest = cfg.block_size / 2 - _MIN_WALL  # the largest half-extent of an outline that leaves the block its wall
+    max_clear = widest - float(np.max(section.extent()))
+    if float(np.max(hole.extent())) >= widest:
         raise ValueError(
             f"clearance {clearance * 1e3:g} mm is too large for a {cfg.block_size * 1e3:g} mm block with this "
             f"peg; allowed: 0 < clearance < {2 * max_clear * 1e3:.1f} mm"
         )
-    if cfg.hole_chamfer > 0 and float(np.max(hole.offset(cfg.hole_chamfer).extent())) >= cfg.block_size / 2 - 0.003:
+    if cfg.hole_chamfer > 0 and float(np.max(hole.offset(cfg.hole_chamfer).extent())) >= widest:
         raise ValueError(
             f"hole_chamfer {cfg.hole_chamfer * 1e3:g} mm leaves less than 3 mm of wall around the {shape} hole of "
             f"clearance {clearance * 1e3:g} mm in a {cfg.block_size * 1e3:g} mm block; use a smaller chamfer or a "
