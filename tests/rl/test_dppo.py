@@ -41,6 +41,7 @@ def env_policy(tmp_path, seed=0, prediction="epsilon"):
     """A tiny untrained policy whose inputs match the tiny env, with statistics from a few env observations."""
     env = gym.make("taclab/BimanualAssembly-v0", **ENV)
     obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)  # the statistics' actions, hence the policy, are the same in every run
     io = PolicyIO(
         inputs={
             CLOUD: InputSpec(shape=obs["point_cloud"].shape, dtype="float32"),
