@@ -307,6 +307,68 @@ def collect(root: Path, args) -> tuple[dict, dict]:
     return results, times
 
 
+def _setting() -> str:
+    """The CPU setting every run of a report was made with (BC, residual RL, RLPD), as the report states it."""
+    return f"{_config_summary()}; {_rl_summary()}"
+
+
+def records_path(args) -> Path:
+    """The report's records: every cell and cost row it shows, beside the report (``vital.md`` -> ``vital.json``)."""
+    return Path(args.report).with_suffix(".json")
+
+
+def load_records(path: Path, args) -> tuple[dict, dict]:
+    """The cells and cost rows of an earlier report (:func:`save_records`), refused when they were made with
+    another setting, episode count or RL budget: merged silently they would be compared with runs they do not
+    match."""
+    doc = json.loads(path.read_text())
+    for key, mine, what in (
+        ("setting", _setting(), "CPU setting"),
+        ("episodes", args.episodes, "--episodes"),
+        ("rl_steps", args.rl_steps, "--rl-steps"),
+    ):
+        if doc.get(key) != mine:
+            raise SystemExit(
+                f"error: the records {path} were made with another {what} ({doc.get(key)!r}, now {mine!r}); "
+                "write the report elsewhere (--report) or start it anew (--fresh)"
+            )
+    results = {(r["method"], r["task"], r["list"]): {k: v for k, v in r.items() if k not in ("method", "task", "list")}
+               for r in doc["results"]}  # fmt: skip
+    times = {
+        (c["method"], c["task"]): {k: v for k, v in c.items() if k not in ("method", "task")} for c in doc["times"]
+    }
+    return results, times
+
+
+def save_records(results: dict, times: dict, args) -> None:
+    """Writes the records of the report (atomically: a reader never sees half a file)."""
+    doc = {
+        "setting": _setting(),
+        "episodes": args.episodes,
+        "rl_steps": args.rl_steps,
+        "results": [{"method": m, "task": t, "list": lst, **r} for (m, t, lst), r in sorted(results.items())],
+        "times": [{"method": m, "task": t, **c} for (m, t), c in sorted(times.items())],
+    }
+    path = records_path(args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def gather(root: Path, args) -> tuple[dict, dict]:
+    """The report's cells and cost rows: the records of the report so far (unless ``--fresh``), updated with every
+    finished run under ``root`` (each marked with the folder it was made in). The runs of earlier work folders,
+    which need not exist any more, so stay in the report."""
+    results, times = {}, {}
+    if not args.fresh and records_path(args).is_file():
+        results, times = load_records(records_path(args), args)
+    new_results, new_times = collect(root, args) if root.is_dir() else ({}, {})
+    for d in (*new_results.values(), *new_times.values()):
+        d["root"] = str(args.root)
+    return {**results, **new_results}, {**times, **new_times}
+
+
 def _fisher_greater(a: int, n: int, b: int, m: int) -> float:
     """One-sided p-value of Fisher's exact test that a/n successes beat b/m."""
     k, total = a + b, n + m
@@ -528,15 +590,21 @@ def write_report(results: dict, times: dict, args) -> None:
     settings = [f"{m} on {t}: {c['setting']}" for (m, t), c in sorted(times.items()) if "setting" in c]
     if settings:
         lines += ["", "RL runs' settings: " + "; ".join(settings) + "."]
+    roots = sorted({d.get("root", "?") for d in (*results.values(), *times.values())})
     lines += [
         "",
-        f"Curves: `{args.root}/bc/*/learning_curve.png` (BC) and `{args.root}/rl/*/curves.png` (residual RL, "
+        f"Work folders of these runs: {', '.join(f'`{r}`' for r in roots) or '-'} (each cell's in "
+        f"`{records_path(args).name}`, the records beside this report, which keep the cells of folders that no "
+        "longer exist). Curves: `FOLDER/bc/*/learning_curve.png` (BC) and `FOLDER/rl/*/curves.png` (residual RL, "
         "with `episodes.csv` and `eval.csv`).",
         "",
     ]
+    save_records(results, times, args)
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text("\n".join(lines))
+    tmp = report.with_name(f".{report.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, report)
 
 
 def _interrupt(signum, frame):
@@ -573,7 +641,12 @@ def main() -> None:
     )
     ap.add_argument("--methods", default=",".join(METHODS), help="methods to run (their BC bases are trained too)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs; run nothing")
-    ap.add_argument("--report", default=str(RESULTS), help="where the report is written")
+    ap.add_argument(
+        "--report",
+        default=str(RESULTS),
+        help="where the report is written; its records (the .json beside it) keep the cells of earlier work folders",
+    )
+    ap.add_argument("--fresh", action="store_true", help="start the report anew: drop the records of earlier runs")
     ap.add_argument(
         "--demos",
         default=str(ROOT / "configs" / "vital_demos.yaml"),
@@ -597,9 +670,9 @@ def main() -> None:
         raise SystemExit(f"error: --vlm-locator {args.vlm_locator!r} is neither a folder nor a hub id (owner/name)")
     root = Path(args.root)
     if args.report_only:
-        if not root.is_dir():
-            raise SystemExit(f"error: no benchmark runs under {root}")
-        write_report(*collect(root, args), args)
+        if not root.is_dir() and (args.fresh or not records_path(args).is_file()):
+            raise SystemExit(f"error: no benchmark runs under {root} and no records {records_path(args)}")
+        write_report(*gather(root, args), args)
         log(f"wrote {args.report}")
         return
     import taclab.papers  # noqa: F401 - generators, learning specs, policies
@@ -626,11 +699,11 @@ def main() -> None:
             for lst in [x for x in lists if x != "locate"]:
                 cache = root / "eval" / f"{name}_{task}_{lst}_{args.episodes}.json"
                 evaluate_on(policy, task, lst, args.episodes, args.workers, cache)
-                write_report(*collect(root, args), args)
+                write_report(*gather(root, args), args)
             if name in ("VITAL-BC", "VITAL") and "locate" in lists:
                 table5(name, policy, task, root, args.episodes, args.vlm_locator)
-                write_report(*collect(root, args), args)
-    write_report(*collect(root, args), args)
+                write_report(*gather(root, args), args)
+    write_report(*gather(root, args), args)
     log(f"done: {args.report}")
 
 

@@ -80,7 +80,8 @@ def test_bad_input_is_named(tmp_path):
         (["--lists", "paper,moon", "--report-only"], "error: unknown task list 'moon'"),
         (["--bc-steps", "0", "--report-only"], "error: --bc-steps must be at least 1, got 0"),
         (["--threads", "0", "--report-only"], "error: --threads must be at least 1, got 0"),
-        (["--report-only", "--root", str(tmp_path / "none")], "error: no benchmark runs under"),
+        (["--report-only", "--root", str(tmp_path / "none"), "--fresh"], "error: no benchmark runs under"),
+        (["--report-only", "--root", str(tmp_path / "none"), "--report", str(tmp_path / "x.md")], "and no records"),
         (["--vlm-locator", "nowhere", "--report-only"], "error: --vlm-locator 'nowhere' is neither a folder"),
         (["--demos", "nowhere.yaml", "--root", str(tmp_path / "r")], "error: --demos 'nowhere.yaml': no such"),
     ):
@@ -156,3 +157,42 @@ def test_an_evaluation_older_than_its_run_is_not_reused(tmp_path, benchmark):
         assert not isinstance(e, AssertionError)
     else:
         raise AssertionError("a stale evaluation was reused")
+
+
+def test_the_records_keep_cells_of_earlier_work_folders(tmp_path):
+    """The report's records (vital.json beside it) carry the cells of a work folder that no longer exists into the
+    next report; a newer run of the same cell replaces it; records made with another setting are refused, and
+    --fresh starts anew."""
+    import shutil
+
+    report, first, second = tmp_path / "vital.md", tmp_path / "first", tmp_path / "second"
+    _eval(first, "ViSk", "pick", "paper", 6)
+    _eval(first, "BAKU", "pick", "paper", 2)
+    r = _run("--report-only", "--root", str(first), "--report", str(report), "--tasks", "pick")
+    assert r.returncode == 0, r.stderr
+    shutil.rmtree(first)  # the first folder is gone; its cells stay in the records
+    _eval(second, "BAKU", "pick", "paper", 0)  # a newer run of BAKU's cell
+    _eval(second, "BAKU", "usb", "paper", 3)
+    r = _run("--report-only", "--root", str(second), "--report", str(report), "--tasks", "pick")
+    assert r.returncode == 0, r.stderr
+    text = report.read_text()
+    assert "6/20 vs 0/20" in text and "usb: 3/20" not in text  # ViSk from the first folder, BAKU from the second
+    assert "| 15 % (3/20) | 4/10 |" in text  # BAKU on usb
+    assert f"`{first}`" in text and f"`{second}`" in text
+    rec = json.loads((tmp_path / "vital.json").read_text())
+    baku = [c for c in rec["results"] if c["method"] == "BAKU" and c["task"] == "pick"]
+    assert len(baku) == 1 and baku[0]["success"] == 0 and baku[0]["root"] == str(second)
+    assert _run("--report-only", "--root", str(first), "--report", str(report)).returncode == 0  # records alone
+    text = report.read_text()
+    setting, rec["setting"] = rec["setting"], "another setting"
+    (tmp_path / "vital.json").write_text(json.dumps(rec))
+    r = _run("--report-only", "--root", str(second), "--report", str(report))
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "error: the records" in r.stderr, r.stderr
+    assert "another CPU setting" in r.stderr and report.read_text() == text  # nothing overwritten
+    rec["setting"], rec["episodes"] = setting, 10
+    (tmp_path / "vital.json").write_text(json.dumps(rec))
+    r = _run("--report-only", "--root", str(second), "--report", str(report))
+    assert r.returncode != 0 and "another --episodes" in r.stderr
+    r = _run("--report-only", "--root", str(second), "--report", str(report), "--fresh")
+    assert r.returncode == 0, r.stderr
+    assert "6/20" not in report.read_text() and f"`{first}`" not in report.read_text()
