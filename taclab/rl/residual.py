@@ -43,6 +43,7 @@ from torch import nn
 from taclab.policies.base import Policy, load_policy, read_meta, register
 from taclab.policies.chunking import TemporalEnsemble
 from taclab.policies.learned import Prediction
+from taclab.utils import FolderLock, FolderLockedError
 
 
 @dataclass
@@ -494,6 +495,11 @@ def evaluate_policy(policy: ResidualPolicy, cfg: ResidualConfig, env_cfg: dict, 
 
 def train_residual(cfg: ResidualConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train the residual actor of ``cfg`` into the run folder ``out``; returns the summary."""
+    with FolderLock(out, "residual RL run"):  # a second writer fails naming the holder
+        return _train_residual(cfg, Path(out), resume, progress)
+
+
+def _train_residual(cfg: ResidualConfig, out: Path, resume: bool, progress: bool) -> dict:
     from rich.progress import Progress
 
     from taclab.envs.base import make
@@ -730,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
             d["demos"] = args.demos
         cfg = ResidualConfig.from_dict(d)
         summary = train_residual(cfg, args.out, resume=args.resume)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FolderLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))

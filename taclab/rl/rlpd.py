@@ -46,6 +46,7 @@ from taclab.rl.residual import (
     plot_curves,
     reward_of,
 )
+from taclab.utils import FolderLock, FolderLockedError
 
 
 @dataclass
@@ -207,6 +208,11 @@ def _evaluate(policy: RLPDPolicy, cfg: RLPDConfig, env_cfg: dict, folder: Path) 
 
 def train_rlpd(cfg: RLPDConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train RLPD into the run folder ``out``; returns the summary."""
+    with FolderLock(out, "RLPD run"):  # a second writer fails naming the holder
+        return _train_rlpd(cfg, Path(out), resume, progress)
+
+
+def _train_rlpd(cfg: RLPDConfig, out: Path, resume: bool, progress: bool) -> dict:
     from rich.progress import Progress
 
     from taclab.envs.base import make
@@ -424,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.demos:
             d["demos"] = args.demos
         summary = train_rlpd(RLPDConfig.from_dict(d), args.out, resume=args.resume)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FolderLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))

@@ -224,3 +224,27 @@ def test_stored_views_are_the_encoders_features(base):
     with torch.no_grad():
         alone = torch.cat(p.model.features(p.normalize_images(aug), inp["skin"].repeat_interleave(3, 0)), -1)
     np.testing.assert_allclose(feats[:, 1:], alone.reshape(2, 3, -1).numpy(), atol=1e-5)
+
+
+def test_a_second_writer_is_refused(base, capsys):
+    """A residual RL or RLPD run folder that another writer holds is refused, naming the holder, and left as it
+    was; the command line says so in one error line (exit code 2)."""
+    from taclab.rl.residual import main as residual_main
+    from taclab.rl.rlpd import RLPDConfig, train_rlpd
+    from taclab.utils import FolderLock, FolderLockedError
+
+    root, policy_dir = base
+    out = root / "held"
+    rlpd = RLPDConfig(encoder=str(policy_dir), demos=str(root / "data"), task="usb", total_steps=4)
+    with FolderLock(out, "another run"):
+        with pytest.raises(FolderLockedError, match="another run"):
+            train_residual(_cfg(root, policy_dir, 4), out, progress=False)
+        with pytest.raises(FolderLockedError, match="another run"):
+            train_rlpd(rlpd, out, progress=False)
+        assert sorted(p.name for p in out.iterdir()) == [".taclab.lock"]  # nothing written
+        args = ["--base", str(policy_dir), "--demos", str(root / "data"), "--out", str(out), "--set", "task=usb"]
+        capsys.readouterr()
+        assert residual_main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "is locked by" in err
+    assert not out.exists()  # the lock's empty folder is removed with it
