@@ -317,7 +317,7 @@ def records_path(args) -> Path:
     return Path(args.report).with_suffix(".json")
 
 
-def load_records(path: Path, args) -> tuple[dict, dict]:
+def load_records(path: Path, args) -> tuple[dict, dict, dict]:
     """The cells and cost rows of an earlier report (:func:`save_records`), refused when they were made with
     another setting, episode count or RL budget: merged silently they would be compared with runs they do not
     match."""
@@ -337,10 +337,10 @@ def load_records(path: Path, args) -> tuple[dict, dict]:
     times = {
         (c["method"], c["task"]): {k: v for k, v in c.items() if k not in ("method", "task")} for c in doc["times"]
     }
-    return results, times
+    return results, times, dict(doc.get("whole", {}))
 
 
-def save_records(results: dict, times: dict, args) -> None:
+def save_records(results: dict, times: dict, whole: dict, args) -> None:
     """Writes the records of the report (atomically: a reader never sees half a file)."""
     doc = {
         "setting": _setting(),
@@ -348,6 +348,7 @@ def save_records(results: dict, times: dict, args) -> None:
         "rl_steps": args.rl_steps,
         "results": [{"method": m, "task": t, "list": lst, **r} for (m, t, lst), r in sorted(results.items())],
         "times": [{"method": m, "task": t, **c} for (m, t), c in sorted(times.items())],
+        "whole": whole,
     }
     path = records_path(args)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -356,17 +357,34 @@ def save_records(results: dict, times: dict, args) -> None:
     os.replace(tmp, path)
 
 
-def gather(root: Path, args) -> tuple[dict, dict]:
+WALL = "benchmark_wall.json"
+"""in a work folder: the wall time of every invocation of the benchmark that ran there"""
+
+
+def record_wall(root: Path, wall_s: float, args, methods: list[str], lists: list[str], completed: bool) -> None:
+    """Appends one invocation's wall time (and what it ran, with how many --jobs) to ``root``'s wall record."""
+    f = root / WALL
+    parts = json.loads(f.read_text()) if f.is_file() else []
+    parts.append({"wall_s": round(wall_s, 1), "jobs": args.jobs, "tasks": args.tasks, "methods": methods,
+                  "lists": lists, "completed": completed, "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
+    tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(parts, indent=1) + "\n")
+    os.replace(tmp, f)
+
+
+def gather(root: Path, args) -> tuple[dict, dict, dict]:
     """The report's cells and cost rows: the records of the report so far (unless ``--fresh``), updated with every
     finished run under ``root`` (each marked with the folder it was made in). The runs of earlier work folders,
     which need not exist any more, so stay in the report."""
-    results, times = {}, {}
+    results, times, whole = {}, {}, {}
     if not args.fresh and records_path(args).is_file():
-        results, times = load_records(records_path(args), args)
+        results, times, whole = load_records(records_path(args), args)
     new_results, new_times = collect(root, args) if root.is_dir() else ({}, {})
     for d in (*new_results.values(), *new_times.values()):
         d["root"] = str(args.root)
-    return {**results, **new_results}, {**times, **new_times}
+    if (root / WALL).is_file():
+        whole = {**whole, str(args.root): json.loads((root / WALL).read_text())}
+    return {**results, **new_results}, {**times, **new_times}, whole
 
 
 def _fisher_greater(a: int, n: int, b: int, m: int) -> float:
@@ -459,7 +477,7 @@ def _rlpd_cfg(d: dict):
     return RLPDConfig.from_dict(d)
 
 
-def write_report(results: dict, times: dict, args) -> None:
+def write_report(results: dict, times: dict, whole: dict, args) -> None:
     done = {k[1] for k in results} | {k[1] for k in times}
     tasks = [t for t in TASK_ORDER if t in args.tasks or t in done]
     lines = [
@@ -590,6 +608,7 @@ def write_report(results: dict, times: dict, args) -> None:
     settings = [f"{m} on {t}: {c['setting']}" for (m, t), c in sorted(times.items()) if "setting" in c]
     if settings:
         lines += ["", "RL runs' settings: " + "; ".join(settings) + "."]
+    lines += _whole_section(whole)
     roots = sorted({d.get("root", "?") for d in (*results.values(), *times.values())})
     lines += [
         "",
@@ -599,12 +618,100 @@ def write_report(results: dict, times: dict, args) -> None:
         "with `episodes.csv` and `eval.csv`).",
         "",
     ]
-    save_records(results, times, args)
+    save_records(results, times, whole, args)
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
     tmp = report.with_name(f".{report.name}.{os.getpid()}.tmp")
     tmp.write_text("\n".join(lines))
     os.replace(tmp, report)
+
+
+def _whole_section(whole: dict) -> list[str]:
+    """The whole benchmark's wall time per work folder: every invocation there, summed, against the 5-hour target."""
+    if not whole:
+        return []
+    lines = [
+        "",
+        "### The whole benchmark",
+        "",
+        "Wall seconds of every invocation of the benchmark in a work folder (demonstrations, training, evaluation "
+        "and reports; `--jobs` processes at once), summed. Target: the whole benchmark (every task, method and "
+        "list) under 5 hours (18000 s).",
+        "",
+        "| work folder | invocations | jobs | tasks | wall s | complete (every task, method and list) | target met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for root, parts in sorted(whole.items()):
+        wall = sum(p["wall_s"] for p in parts)
+        tasks = sorted({t for p in parts for t in p["tasks"]}, key=TASK_ORDER.index)
+        full = any(
+            p["completed"] and set(p["tasks"]) == set(TASK_ORDER) and set(p["methods"]) == set(METHODS)
+            and set(p["lists"]) >= {"paper", "spatial", "scene", "spatial_scene", "locate"}
+            for p in parts
+        )  # fmt: skip
+        jobs = ", ".join(str(j) for j in sorted({p["jobs"] for p in parts}))
+        met = ("yes" if wall < 18000 else "no") if full else ("no" if wall >= 18000 else "-")
+        lines.append(f"| `{root}` | {len(parts)} | {jobs} | {', '.join(tasks)} | {wall:.0f} | "
+                     f"{'yes' if full else 'no'} | {met} |")  # fmt: skip
+    return lines
+
+
+LANES = (("ViSk", "VITAL-BC", "VITAL"), ("BAKU", "visual BC + RL", "RLPD"))
+"""--jobs: the methods of a lane depend on each other and run in order in one process; RLPD reads the task's
+ViSk from the other lane and waits for it when another process is training it."""
+
+
+def run_jobs(args, root: Path, methods: list[str], lists: list[str]) -> bool:
+    """``--jobs N``: the (task, lane) units of the run shared among N child processes of this script, each running
+    its units one after the other (``--jobs 1``, the same options); their logs in ``root/logs/job{i}.log``.
+    Returns whether every unit finished. An interrupt (Ctrl-C, SIGTERM) is passed on to the children, which
+    checkpoint and stop."""
+    import subprocess
+    import sys
+    import threading
+
+    units = [(t, [m for m in lane if m in methods]) for t in args.tasks for lane in LANES]
+    units = [(t, ms) for t, ms in units if ms]
+    shares = [units[i :: args.jobs] for i in range(args.jobs)]
+    keep = ["--episodes", str(args.episodes), "--rl-steps", str(args.rl_steps), "--workers", str(args.workers),
+            "--threads", str(args.threads), "--root", str(root), "--lists", ",".join(lists), "--report",
+            str(args.report), "--demos", str(args.demos), "--jobs", "1", "--no-wall-record"]  # fmt: skip
+    keep += ["--bc-steps", str(args.bc_steps)] if args.bc_steps is not None else []
+    keep += ["--vlm-locator", args.vlm_locator] if args.vlm_locator else []
+    keep += ["--fresh"] if args.fresh else []
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    procs: list = []
+    ok = [True] * args.jobs
+
+    def lane(i: int) -> None:
+        with open(root / "logs" / f"job{i}.log", "a") as fh:
+            for task, ms in shares[i]:
+                if not ok[i]:
+                    return
+                log(f"job {i}: {task}: {', '.join(ms)}")
+                cmd = [sys.executable, __file__, *keep, "--tasks", task, "--methods", ",".join(ms)]
+                p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+                procs.append(p)
+                ok[i] = p.wait() == 0
+                if not ok[i]:
+                    log(f"job {i}: {task} ended with exit code {p.returncode}; see {root / 'logs' / f'job{i}.log'}")
+
+    threads = [threading.Thread(target=lane, args=(i,), daemon=True) for i in range(args.jobs)]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=1.0)
+    except KeyboardInterrupt:
+        ok[:] = [False] * args.jobs
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()  # the child checkpoints its run and books its cost (SIGTERM)
+        for p in procs:
+            p.wait()
+        raise
+    return all(ok)
 
 
 def _interrupt(signum, frame):
@@ -648,6 +755,13 @@ def main() -> None:
     )
     ap.add_argument("--fresh", action="store_true", help="start the report anew: drop the records of earlier runs")
     ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes at once, sharing the tasks' lanes (ViSk, VITAL-BC, VITAL | BAKU, visual BC + RL, RLPD)",
+    )
+    ap.add_argument("--no-wall-record", action="store_true", help=argparse.SUPPRESS)  # the children of --jobs
+    ap.add_argument(
         "--demos",
         default=str(ROOT / "configs" / "vital_demos.yaml"),
         metavar="CONFIG",
@@ -660,6 +774,8 @@ def main() -> None:
         raise SystemExit(f"error: unknown task {bad[0]!r}; allowed: {', '.join(TASK_ORDER)}")
     if args.threads < 1:
         raise SystemExit(f"error: --threads must be at least 1, got {args.threads}")
+    if args.jobs < 1:
+        raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
     if args.bc_steps is not None and args.bc_steps < 1:
         raise SystemExit(f"error: --bc-steps must be at least 1, got {args.bc_steps}")
     lists = [x.strip() for x in args.lists.split(",") if x.strip()]
@@ -675,23 +791,59 @@ def main() -> None:
         write_report(*gather(root, args), args)
         log(f"wrote {args.report}")
         return
-    import taclab.papers  # noqa: F401 - generators, learning specs, policies
-
-    if not Path(args.demos).is_file():
-        raise SystemExit(f"error: --demos {args.demos!r}: no such dataset config file")
-    data = demos(root, Path(args.demos))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise SystemExit(f"error: unknown method {bad[0]!r}; allowed: {', '.join(METHODS)}")
+    if not Path(args.demos).is_file():
+        raise SystemExit(f"error: --demos {args.demos!r}: no such dataset config file")
+    if not args.fresh and records_path(args).is_file():
+        load_records(records_path(args), args)  # records of another setting are refused before any work
+    import taclab.papers  # noqa: F401 - generators, learning specs, policies
+
+    t0 = time.perf_counter()
+    completed = False
+    try:
+        data = demos(root, Path(args.demos))
+        if args.jobs > 1:
+            completed = run_jobs(args, root, methods, lists)
+        else:
+            run_all(args, root, data, methods, lists)
+            completed = True
+    finally:
+        if not args.no_wall_record:
+            record_wall(root, time.perf_counter() - t0, args, methods, lists, completed)
+        write_report(*gather(root, args), args)
+    log(f"done: {args.report}" if completed else f"stopped; the report so far: {args.report}")
+    if not completed:
+        raise SystemExit(1)
+
+
+def _when_free(train, *a):
+    """``train(*a)``, waiting while another process of the benchmark holds the run's folder (``--jobs``)."""
+    from taclab.utils import FolderLockedError
+
+    said = False
+    while True:
+        try:
+            return train(*a)
+        except FolderLockedError as e:
+            if not said:
+                log(f"waiting: {e}")
+                said = True
+            time.sleep(15)
+
+
+def run_all(args, root: Path, data: Path, methods: list[str], lists: list[str]) -> None:
+    """The benchmark in this process: per task, every method's run (its base first) and evaluations."""
 
     def policy_of(name: str, task: str) -> Path:
         """The trained policy of a method (trained first when missing, its base included)."""
         if name in BC:
-            return train_bc(name, task, data, root, args.bc_steps, args.threads)[0]
+            return _when_free(train_bc, name, task, data, root, args.bc_steps, args.threads)[0]
         if name in RL:
-            return train_rl(name, task, policy_of(RL[name], task), data, root, args.rl_steps)[0]
-        return train_rlpd(task, policy_of("ViSk", task), data, root, args.rl_steps)[0]
+            return _when_free(train_rl, name, task, policy_of(RL[name], task), data, root, args.rl_steps)[0]
+        return _when_free(train_rlpd, task, policy_of("ViSk", task), data, root, args.rl_steps)[0]
 
     for task in args.tasks:
         for name in [m for m in METHODS_ORDER if m in methods]:
@@ -703,8 +855,6 @@ def main() -> None:
             if name in ("VITAL-BC", "VITAL") and "locate" in lists:
                 table5(name, policy, task, root, args.episodes, args.vlm_locator)
                 write_report(*gather(root, args), args)
-    write_report(*gather(root, args), args)
-    log(f"done: {args.report}")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def test_bad_input_is_named(tmp_path):
         (["--lists", "paper,moon", "--report-only"], "error: unknown task list 'moon'"),
         (["--bc-steps", "0", "--report-only"], "error: --bc-steps must be at least 1, got 0"),
         (["--threads", "0", "--report-only"], "error: --threads must be at least 1, got 0"),
+        (["--jobs", "0", "--report-only"], "error: --jobs must be at least 1, got 0"),
         (["--report-only", "--root", str(tmp_path / "none"), "--fresh"], "error: no benchmark runs under"),
         (["--report-only", "--root", str(tmp_path / "none"), "--report", str(tmp_path / "x.md")], "and no records"),
         (["--vlm-locator", "nowhere", "--report-only"], "error: --vlm-locator 'nowhere' is neither a folder"),
@@ -196,3 +197,51 @@ def test_the_records_keep_cells_of_earlier_work_folders(tmp_path):
     r = _run("--report-only", "--root", str(second), "--report", str(report), "--fresh")
     assert r.returncode == 0, r.stderr
     assert "6/20" not in report.read_text() and f"`{first}`" not in report.read_text()
+
+
+def test_jobs_share_the_lanes_and_the_wall_time_is_recorded(tmp_path):
+    """--jobs 2: the two lanes of a task run in two processes at once (their own logs), every cell lands in one
+    report, and the invocation's wall time is recorded in the work folder and shown against the 5-hour target."""
+    demos = tmp_path / "demos.yaml"
+    demos.write_text("generator: vital\nsplits:\n  - {split: pick, task: pick, episodes: 1, seed: 404}\n")
+    root, report = tmp_path / "root", tmp_path / "vital.md"
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--root", str(root), "--report", str(report), "--demos", str(demos), "--tasks",
+         "pick", "--methods", "BAKU,ViSk", "--jobs", "2", "--bc-steps", "1", "--lists", "paper", "--episodes", "1",
+         "--workers", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "job 0: pick: ViSk" in r.stdout and "job 1: pick: BAKU" in r.stdout
+    assert "training ViSk on pick" in (root / "logs" / "job0.log").read_text()
+    assert "training BAKU on pick" in (root / "logs" / "job1.log").read_text()
+    assert (root / "eval" / "ViSk_pick_paper_1.json").is_file() and (root / "eval" / "BAKU_pick_paper_1.json").is_file()
+    (wall,) = json.loads((root / "benchmark_wall.json").read_text())
+    assert wall["jobs"] == 2 and wall["completed"] and wall["tasks"] == ["pick"] and wall["wall_s"] > 0
+    text = report.read_text()
+    assert f"| `{root}` | 1 | 2 | pick | {wall['wall_s']:.0f} | no | - |" in text  # not every task: no verdict
+    rec = json.loads((tmp_path / "vital.json").read_text())
+    assert {(c["method"], c["list"]) for c in rec["results"]} == {("BAKU", "paper"), ("ViSk", "paper")}
+    assert rec["whole"][str(root)] == [wall]
+
+
+def test_a_run_held_by_another_process_is_waited_for(tmp_path, benchmark, monkeypatch):
+    """With --jobs, a run another process is training (its folder locked) is waited for, then read, not redone."""
+    from taclab.utils import FolderLock
+
+    mod = benchmark("vital")
+    lock = FolderLock(tmp_path / "run", "training run").acquire()
+    calls, sleeps = [], []
+
+    def train():
+        calls.append(1)
+        with FolderLock(tmp_path / "run", "training run"):
+            return "trained"
+
+    def sleep(s):
+        sleeps.append(s)
+        if len(sleeps) == 2:
+            lock.release()  # the other process finishes
+
+    monkeypatch.setattr(mod.time, "sleep", sleep)
+    assert mod._when_free(train) == "trained" and len(calls) == 3 and len(sleeps) == 2
