@@ -802,9 +802,9 @@ def main() -> None:
     import taclab.papers  # noqa: F401 - generators, learning specs, policies
 
     t0 = time.perf_counter()
+    data = demos(root, Path(args.demos))  # a refused dataset ends here: nothing recorded, no report written
     completed = False
     try:
-        data = demos(root, Path(args.demos))
         if args.jobs > 1:
             completed = run_jobs(args, root, methods, lists)
         else:
