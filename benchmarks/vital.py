@@ -16,12 +16,16 @@ rendered scenes) or the exact oracle placed the hand above it (``taclab.papers.v
 a GPU when there is one), whose row appears once it has been run.
 
 Usage: nice -n 5 python benchmarks/vital.py [--tasks usb,plug,card,key,pick] [--methods BAKU,ViSk,...]
-       [--episodes 20] [--rl-steps 16000] [--bc-steps N] [--workers 2] [--root runs/vital]
+       [--episodes 20] [--rl-steps 16000] [--bc-steps N] [--workers 2] [--root runs/vital] [--jobs 2]
        [--lists paper,spatial,scene,spatial_scene,locate] [--vlm-locator MODEL] [--report-only]
-       [--report docs/results/vital.md] [--demos configs/vital_demos.yaml]
+       [--report docs/results/vital.md] [--fresh] [--demos configs/vital_demos.yaml]
 
-Several processes may share one ``--root`` (say one per task and method); every report is written from all the
-finished runs under it. The report states each of the paper's findings as reproduced or not with the numbers
+``--jobs N`` runs the tasks' two lanes of methods (ViSk, VITAL-BC, VITAL | BAKU, visual BC + RL, RLPD) in N
+processes at once; several processes may also share one ``--root`` by hand. Every report is written from the
+report's records (``vital.json`` beside it: the cells of earlier work folders, refused when made with another
+setting; ``--fresh`` drops them) updated with all the finished runs under ``--root``; every invocation's wall
+time is kept in ``ROOT/benchmark_wall.json`` and summed in the report against the 5-hour target. The report
+states each of the paper's findings as reproduced or not with the numbers
 and the training cost in CPU seconds (``cost.json`` in each run folder) against the targets.
 """
 
