@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from taclab.utils import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "vital.md"
 BC = {"BAKU": "vital_baku_cpu.yaml", "ViSk": "vital_visk_cpu.yaml", "VITAL-BC": "vital_bc_cpu.yaml"}
@@ -354,11 +356,7 @@ def save_records(results: dict, times: dict, whole: dict, args) -> None:
         "times": [{"method": m, "task": t, **c} for (m, t), c in sorted(times.items())],
         "whole": whole,
     }
-    path = records_path(args)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(records_path(args), json.dumps(doc, indent=1) + "\n")
 
 
 WALL = "benchmark_wall.json"
@@ -371,9 +369,7 @@ def record_wall(root: Path, wall_s: float, args, methods: list[str], lists: list
     parts = json.loads(f.read_text()) if f.is_file() else []
     parts.append({"wall_s": round(wall_s, 1), "jobs": args.jobs, "tasks": args.tasks, "methods": methods,
                   "lists": lists, "completed": completed, "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
-    tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(parts, indent=1) + "\n")
-    os.replace(tmp, f)
+    atomic_write_text(f, json.dumps(parts, indent=1) + "\n")
 
 
 def gather(root: Path, args) -> tuple[dict, dict, dict]:
@@ -623,11 +619,7 @@ def write_report(results: dict, times: dict, whole: dict, args) -> None:
         "",
     ]
     save_records(results, times, whole, args)
-    report = Path(args.report)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(f".{report.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, report)
+    atomic_write_text(args.report, "\n".join(lines))
 
 
 def _whole_section(whole: dict) -> list[str]:

@@ -506,7 +506,6 @@ def _train_residual(cfg: ResidualConfig, out: Path, resume: bool, progress: bool
     from taclab.envs.vital import ENV_IDS
     from taclab.utils import atomic_write_text
 
-    out = Path(out)
     ckpt = out / "checkpoint"
     if resume and not (ckpt / "state.json").is_file():
         raise ValueError(f"--resume: no checkpoint in {ckpt}")

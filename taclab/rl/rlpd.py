@@ -219,7 +219,7 @@ def _train_rlpd(cfg: RLPDConfig, out: Path, resume: bool, progress: bool) -> dic
     from taclab.envs.vital import ENV_IDS
     from taclab.utils import atomic_write_text
 
-    out, ckpt = Path(out), Path(out) / "checkpoint"
+    ckpt = out / "checkpoint"
     if not cfg.demos:
         raise ValueError("RLPD needs demonstrations: set demos to a vital dataset folder")
     if resume and not (ckpt / "state.json").is_file():

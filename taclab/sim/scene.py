@@ -111,9 +111,9 @@ def build_scene(config: SceneConfig, shape: str, clearance: float) -> PegInHoleS
         )
     if cfg.hole_chamfer > 0 and float(np.max(hole.offset(cfg.hole_chamfer).extent())) >= widest:
         raise ValueError(
-            f"hole_chamfer {cfg.hole_chamfer * 1e3:g} mm leaves less than 3 mm of wall around the {shape} hole of "
-            f"clearance {clearance * 1e3:g} mm in a {cfg.block_size * 1e3:g} mm block; use a smaller chamfer or a "
-            "larger block_size"
+            f"hole_chamfer {cfg.hole_chamfer * 1e3:g} mm leaves less than {_MIN_WALL * 1e3:g} mm of wall around the "
+            f"{shape} hole of clearance {clearance * 1e3:g} mm in a {cfg.block_size * 1e3:g} mm block; use a smaller "
+            "chamfer or a larger block_size"
         )
     spec = B.new_spec(
         f"peg_in_hole_{section.name}", timestep=cfg.timestep, center=(0, 0, cfg.block_height), extent=0.12
