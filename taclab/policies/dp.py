@@ -8,8 +8,10 @@ depends on the observation (measured in docs/tla_recipe.md: the sign of y at cha
 ``sample``). The composite is read at 96 px by default, half the TLA data's 192 px: at full size the encoder
 did not learn the sign of y within 3 epochs on the full single-peg data (52 %), at 96 px it reads it at 94.7 %
 (docs/tla_recipe.md). At inference, diffusers' DDIM (or DDPM) scheduler denoises from Gaussian noise (scaled by
-``init_noise_scale``) in ``inference_steps`` steps; with ``num_samples`` > 1 it returns the mean of that many
-draws per observation. Sampling draws from the policy's own
+``init_noise_scale``) in ``inference_steps`` steps; with ``num_samples`` > 1 it returns the mean (``reduce:
+mean``) or the per-axis median (``reduce: median``) of that many draws per observation. The median is the action
+that minimizes the expected L1 error under the learned distribution, and its sign is the majority of the draws'
+signs; the mean is what a regression trained with MSE (BC) predicts. Sampling draws from the policy's own
 ``torch.Generator``, re-seeded by ``reset``, so a policy gives the same actions for the same observations.
 """
 
@@ -65,6 +67,12 @@ class DPConfig(EncoderConfig):
         description="actions drawn per observation, their mean returned: 1 returns one sample of the learned "
         "distribution (the Diffusion Policy paper's); more estimate its mean, so an axis the policy is unsure of "
         "moves little, as a regression's would (docs/tla_recipe.md)",
+    )
+    reduce: Literal["mean", "median"] = Field(
+        "mean",
+        description="how the num_samples draws of an observation become one action: their mean (minimizes the "
+        "expected squared error, what an MSE regression predicts) or their per-axis median (minimizes the expected "
+        "L1 error; its sign is the majority of the draws' signs)",
     )
     seed: int = Field(0, description="seed of the weight initialization and of the sampling generator")
 
@@ -131,7 +139,7 @@ class _Denoiser(nn.Module):
 @register("dp")
 class DiffusionPolicy(LearnedPolicy):
     Config = DPConfig
-    INFERENCE_KEYS = ("scheduler", "inference_steps", "init_noise_scale", "num_samples")
+    INFERENCE_KEYS = ("scheduler", "inference_steps", "init_noise_scale", "num_samples", "reduce")
 
     def build_model(self) -> nn.Module:
         from diffusers import DDIMScheduler, DDPMScheduler
@@ -170,6 +178,8 @@ class DiffusionPolicy(LearnedPolicy):
         for t in self.sampler.timesteps:
             out = self.model.denoise(x, t.to(x.device).expand(len(x)), feature)
             x = self.sampler.step(out, t, x, generator=generator).prev_sample
-        x = x.clamp(-1, 1).reshape(k, n, -1).mean(0)
+        x = x.clamp(-1, 1).reshape(k, n, -1)
+        # quantile, not torch.median: with an even number of draws it averages the two middle ones
+        x = x.quantile(0.5, dim=0) if self.cfg.reduce == "median" else x.mean(0)
         a = self._unscale(x).double().cpu().numpy()
         return Prediction(a, np.zeros(len(a), dtype=bool))

@@ -7,6 +7,7 @@ independent pixel noise of each 2x2 block.
 """
 
 import numpy as np
+import pytest
 
 from taclab.policies import load_policy, make_policy
 
@@ -118,3 +119,21 @@ def test_num_samples_returns_the_mean_of_that_many_draws_per_observation():
     np.testing.assert_allclose(mean, repeated.mean(0), atol=1e-5)
     assert not np.allclose(repeated[0], repeated[1])  # the draws differ: the mean is not one of them
     assert mean.shape == (3, 3)
+
+
+def test_reduce_median_returns_the_per_axis_median_of_the_draws():
+    """``reduce: median``: per axis the middle of the draws, with an even number the mean of the two middle ones
+    (torch.median would return the lower one); the same draws as the mean's, so only the reduction differs."""
+    batch = _noise_batch(n=3)
+    acts = np.random.default_rng(0).uniform(-1, 1, (3, 3))
+    one = make_policy("dp", io=_io())
+    one.fit_stats({"tactile": batch}, acts)
+    four = make_policy("dp", io=_io(), num_samples=4, reduce="median")
+    four.fit_stats({"tactile": batch}, acts)
+    repeated = one.predict({"tactile": np.concatenate([batch] * 4)}, seed=5).actions.reshape(4, 3, 3)
+    srt = np.sort(repeated, 0)
+    median = four.predict({"tactile": batch}, seed=5).actions
+    np.testing.assert_allclose(median, (srt[1] + srt[2]) / 2, atol=1e-5)
+    assert not np.allclose(median, repeated.mean(0), atol=1e-4)
+    with pytest.raises(ValueError, match="reduce"):
+        make_policy("dp", io=_io(), reduce="mode")
