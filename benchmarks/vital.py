@@ -669,12 +669,9 @@ def run_jobs(args, root: Path, methods: list[str], lists: list[str]) -> bool:
     units = [(t, [m for m in lane if m in methods]) for t in args.tasks for lane in LANES]
     units = [(t, ms) for t, ms in units if ms]
     shares = [units[i :: args.jobs] for i in range(args.jobs)]
-    keep = ["--episodes", str(args.episodes), "--rl-steps", str(args.rl_steps), "--workers", str(args.workers),
-            "--threads", str(args.threads), "--root", str(root), "--lists", ",".join(lists), "--report",
-            str(args.report), "--demos", str(args.demos), "--jobs", "1", "--no-wall-record"]  # fmt: skip
-    keep += ["--bc-steps", str(args.bc_steps)] if args.bc_steps is not None else []
-    keep += ["--vlm-locator", args.vlm_locator] if args.vlm_locator else []
-    keep += ["--fresh"] if args.fresh else []
+    # every option as given, so a new option reaches the children without being listed here; the unit's own
+    # --tasks and --methods, one job each, and no wall record of their own (the parent books the whole)
+    keep = [*_without(sys.argv[1:], ("--jobs", "--tasks", "--methods")), "--jobs", "1", "--no-wall-record"]
     (root / "logs").mkdir(parents=True, exist_ok=True)
     procs: list = []
     ok = [True] * args.jobs
@@ -710,6 +707,20 @@ def run_jobs(args, root: Path, methods: list[str], lists: list[str]) -> bool:
     return all(ok)
 
 
+def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """``argv`` without ``options`` and their values (``--opt value`` or ``--opt=value``; the parser takes no
+    abbreviations, so these are the only spellings)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in options:
+            skip = True
+        elif a.split("=", 1)[0] not in options:
+            out.append(a)
+    return out
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -718,7 +729,7 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated run checkpoints and books its cost as Ctrl-C does
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     ap.add_argument("--tasks", default="usb,plug,key,card,pick")
     ap.add_argument("--episodes", type=int, default=20, help="episodes per task of a task list")
     ap.add_argument("--rl-steps", type=int, default=16_000)

@@ -201,13 +201,15 @@ def test_the_records_keep_cells_of_earlier_work_folders(tmp_path):
 
 def test_jobs_share_the_lanes_and_the_wall_time_is_recorded(tmp_path):
     """--jobs 2: the two lanes of a task run in two processes at once (their own logs), every cell lands in one
-    report, and the invocation's wall time is recorded in the work folder and shown against the 5-hour target."""
+    report, and the invocation's wall time is recorded in the work folder and shown against the 5-hour target.
+    The children get every option as given (--bc-steps 1 here: else they would train the configs' steps), their own
+    --tasks and --methods in place of the parent's, also where those were written --opt=value."""
     demos = tmp_path / "demos.yaml"
     demos.write_text("generator: vital\nsplits:\n  - {split: pick, task: pick, episodes: 1, seed: 404}\n")
     root, report = tmp_path / "root", tmp_path / "vital.md"
     r = subprocess.run(
         [sys.executable, str(BENCH), "--root", str(root), "--report", str(report), "--demos", str(demos), "--tasks",
-         "pick", "--methods", "BAKU,ViSk", "--jobs", "2", "--bc-steps", "1", "--lists", "paper", "--episodes", "1",
+         "pick", "--methods=BAKU,ViSk", "--jobs=2", "--bc-steps", "1", "--lists", "paper", "--episodes", "1",
          "--workers", "1"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
