@@ -64,9 +64,9 @@ class DPConfig(EncoderConfig):
         1,
         ge=1,
         le=256,
-        description="actions drawn per observation, their mean returned: 1 returns one sample of the learned "
-        "distribution (the Diffusion Policy paper's); more estimate its mean, so an axis the policy is unsure of "
-        "moves little, as a regression's would (docs/tla_recipe.md)",
+        description="actions drawn per observation, made one by `reduce` (the mean by default): 1 returns one "
+        "sample of the learned distribution (the Diffusion Policy paper's); more estimate its mean, so an axis the "
+        "policy is unsure of moves little, as a regression's would (docs/tla_recipe.md)",
     )
     reduce: Literal["mean", "median"] = Field(
         "mean",
