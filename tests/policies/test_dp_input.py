@@ -105,17 +105,24 @@ def test_a_checkpoint_saved_again_is_loaded_again_not_served_from_the_cache(tmp_
     assert not np.allclose(a, b)
 
 
-def test_num_samples_returns_the_mean_of_that_many_draws_per_observation():
-    """Draw j of observation i is row j * n + i of one batch: the mean over draws equals the mean of the
-    single-draw policy's actions on the batch repeated num_samples times (the same noise, in the same order)."""
+def _draws_and_reduced(k: int, **inference):
+    """(k, 3, 3) actions of a single-draw policy on a 3-observation batch repeated k times, and the (3, 3) actions of
+    the same policy with ``num_samples=k`` (and ``inference``) on the batch: draw j of observation i is row j * n + i
+    of one batch, so both see the same noise in the same order."""
     batch = _noise_batch(n=3)
     acts = np.random.default_rng(0).uniform(-1, 1, (3, 3))
     one = make_policy("dp", io=_io())
     one.fit_stats({"tactile": batch}, acts)
-    four = make_policy("dp", io=_io(), num_samples=4)
-    four.fit_stats({"tactile": batch}, acts)
-    repeated = one.predict({"tactile": np.concatenate([batch] * 4)}, seed=5).actions.reshape(4, 3, 3)
-    mean = four.predict({"tactile": batch}, seed=5).actions
+    many = make_policy("dp", io=_io(), num_samples=k, **inference)
+    many.fit_stats({"tactile": batch}, acts)
+    repeated = one.predict({"tactile": np.concatenate([batch] * k)}, seed=5).actions.reshape(k, 3, 3)
+    return repeated, many.predict({"tactile": batch}, seed=5).actions
+
+
+def test_num_samples_returns_the_mean_of_that_many_draws_per_observation():
+    """Draw j of observation i is row j * n + i of one batch: the mean over draws equals the mean of the
+    single-draw policy's actions on the batch repeated num_samples times (the same noise, in the same order)."""
+    repeated, mean = _draws_and_reduced(4)
     np.testing.assert_allclose(mean, repeated.mean(0), atol=1e-5)
     assert not np.allclose(repeated[0], repeated[1])  # the draws differ: the mean is not one of them
     assert mean.shape == (3, 3)
@@ -124,15 +131,8 @@ def test_num_samples_returns_the_mean_of_that_many_draws_per_observation():
 def test_reduce_median_returns_the_per_axis_median_of_the_draws():
     """``reduce: median``: per axis the middle of the draws, with an even number the mean of the two middle ones
     (torch.median would return the lower one); the same draws as the mean's, so only the reduction differs."""
-    batch = _noise_batch(n=3)
-    acts = np.random.default_rng(0).uniform(-1, 1, (3, 3))
-    one = make_policy("dp", io=_io())
-    one.fit_stats({"tactile": batch}, acts)
-    four = make_policy("dp", io=_io(), num_samples=4, reduce="median")
-    four.fit_stats({"tactile": batch}, acts)
-    repeated = one.predict({"tactile": np.concatenate([batch] * 4)}, seed=5).actions.reshape(4, 3, 3)
+    repeated, median = _draws_and_reduced(4, reduce="median")
     srt = np.sort(repeated, 0)
-    median = four.predict({"tactile": batch}, seed=5).actions
     np.testing.assert_allclose(median, (srt[1] + srt[2]) / 2, atol=1e-5)
     assert not np.allclose(median, repeated.mean(0), atol=1e-4)
     with pytest.raises(ValueError, match="reduce"):
